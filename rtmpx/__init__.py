@@ -1,0 +1,19 @@
+"""rtmpx: fast, typed RTMP for Python.
+
+The compiled cores (AMF, chunk stream, handshake) sit under a sans-I/O
+session layer and a thin asyncio server and client.  See the README for
+the commands that install and run it.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .errors import AMFDecodeError, AMFEncodeError, ProtocolError, RtmpError
+
+__all__ = [
+    "__version__",
+    "RtmpError",
+    "ProtocolError",
+    "AMFDecodeError",
+    "AMFEncodeError",
+]
