@@ -8,12 +8,13 @@ the commands that install and run it.
 from __future__ import annotations
 
 from ._version import __version__
-from .errors import AMFDecodeError, AMFEncodeError, ProtocolError, RtmpError
+from .errors import AMFDecodeError, AMFEncodeError, HandshakeError, ProtocolError, RtmpError
 
 __all__ = [
     "__version__",
     "RtmpError",
     "ProtocolError",
+    "HandshakeError",
     "AMFDecodeError",
     "AMFEncodeError",
 ]

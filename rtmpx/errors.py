@@ -5,6 +5,7 @@ Everything rtmpx raises on purpose derives from :class:`RtmpError`:
 * :class:`ProtocolError` - the peer (or the bytes handed to a decoder) broke
   the protocol.  The session layer turns it into a clean disconnect of that
   one peer.
+* :class:`HandshakeError` - the handshake failed (a version other than 3).
 * :class:`AMFDecodeError` - bytes that are not valid AMF, or that exceed a
   configured limit.  Also a :class:`ValueError`.
 * :class:`AMFEncodeError` - a Python value that has no AMF form.  Also a
@@ -13,7 +14,13 @@ Everything rtmpx raises on purpose derives from :class:`RtmpError`:
 
 from __future__ import annotations
 
-__all__ = ["RtmpError", "ProtocolError", "AMFDecodeError", "AMFEncodeError"]
+__all__ = [
+    "RtmpError",
+    "ProtocolError",
+    "HandshakeError",
+    "AMFDecodeError",
+    "AMFEncodeError",
+]
 
 
 class RtmpError(Exception):
@@ -22,6 +29,10 @@ class RtmpError(Exception):
 
 class ProtocolError(RtmpError):
     """The peer, or the bytes given to a decoder, broke the RTMP protocol."""
+
+
+class HandshakeError(ProtocolError):
+    """The RTMP handshake failed: wrong version, bad lengths, a peer that stops."""
 
 
 class AMFDecodeError(ProtocolError, ValueError):
