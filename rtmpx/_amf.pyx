@@ -1,0 +1,1204 @@
+# cython: language_level=3
+"""Compiled AMF0/AMF3 codec: the fast twin of :mod:`rtmpx._amf_py`.
+
+Same API, same bytes, same values.  Encoding writes into one growable C
+buffer and makes one ``bytes`` at the end; decoding reads a
+``const unsigned char*`` over the caller's buffer with an explicit length
+check before every read, and makes one Python object per AMF value.  Use
+:mod:`rtmpx.amf`, which documents the Python mapping and the limits.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.float cimport PyFloat_FromDouble
+from cpython.list cimport PyList_Append
+from cpython.long cimport PyLong_FromVoidPtr
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
+
+from datetime import datetime
+
+from rtmpx._amf_types import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_REGISTRY,
+    UNDEFINED,
+    UNSUPPORTED,
+    Dictionary,
+    ECMAArray,
+    MixedArray,
+    TypedObject,
+    Undefined,
+    Unsupported,
+    Vector,
+    XMLDocument,
+    XML,
+    datetime_to_ms,
+    ms_to_datetime,
+)
+from rtmpx.errors import AMFDecodeError, AMFEncodeError
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    bint PyUnicode_CheckExact(object o)
+    bint PyUnicode_Check(object o)
+    bint PyFloat_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
+    bint PyBool_Check(object o)
+    bint PyDict_CheckExact(object o)
+    bint PyList_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+
+__all__ = ["dumps", "loads", "dumps_all", "loads_all"]
+
+cdef object _UNDEFINED = UNDEFINED
+cdef object _UNSUPPORTED = UNSUPPORTED
+cdef object _ECMAArray = ECMAArray
+cdef object _TypedObject = TypedObject
+cdef object _XMLDocument = XMLDocument
+cdef object _XML = XML
+cdef object _Vector = Vector
+cdef object _Dictionary = Dictionary
+cdef object _MixedArray = MixedArray
+cdef object _datetime = datetime
+cdef object _IN_PROGRESS = object()
+
+cdef frozenset _NATIVE = frozenset({
+    str, float, int, bool, type(None), dict, list, tuple, bytes, bytearray, memoryview,
+    datetime, ECMAArray, TypedObject, XMLDocument, XML, Vector, Dictionary, MixedArray,
+    Undefined, Unsupported,
+})
+cdef tuple _AMF3_ONLY = (bytes, bytearray, memoryview, XML, Vector, Dictionary, MixedArray)
+cdef dict _VECTOR_MARKERS = {"int": 0x0D, "uint": 0x0E, "double": 0x0F, "object": 0x10}
+
+
+cdef inline int _check_version(int version) except -1:
+    if version != 0 and version != 3:
+        raise ValueError(f"AMF version must be 0 or 3, not {version!r}")
+    return 0
+
+
+# --- byte order ----------------------------------------------------------
+
+cdef inline uint16_t _ld16(const unsigned char* p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+cdef inline uint32_t _ld32(const unsigned char* p) noexcept nogil:
+    return ((<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16)
+            | (<uint32_t>p[2] << 8) | p[3])
+
+cdef inline double _ld_double(const unsigned char* p) noexcept nogil:
+    cdef uint64_t x = ((<uint64_t>_ld32(p) << 32) | _ld32(p + 4))
+    cdef double d
+    memcpy(&d, &x, 8)
+    return d
+
+cdef inline void _st32(unsigned char* p, uint32_t v) noexcept nogil:
+    p[0] = v >> 24
+    p[1] = v >> 16
+    p[2] = v >> 8
+    p[3] = v
+
+cdef inline void _st_double(unsigned char* p, double d) noexcept nogil:
+    cdef uint64_t x
+    memcpy(&x, &d, 8)
+    _st32(p, <uint32_t>(x >> 32))
+    _st32(p + 4, <uint32_t>x)
+
+
+# --- encoding ------------------------------------------------------------
+
+cdef object _utf8_error(object exc):
+    return AMFEncodeError(f"string is not encodable as UTF-8: {exc}")
+
+
+@cython.final
+cdef class _Encoder:
+    cdef unsigned char* buf
+    cdef Py_ssize_t size
+    cdef Py_ssize_t cap
+    cdef object registry
+    cdef int max_depth
+    cdef int depth
+    cdef list keep
+    cdef dict refs0
+    cdef Py_ssize_t count0
+    cdef dict strings3
+    cdef dict objects3
+    cdef Py_ssize_t count3
+    cdef dict traits3
+
+    def __cinit__(self):
+        self.cap = 256
+        self.buf = <unsigned char*>malloc(self.cap)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.size = 0
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef init(self, object registry, int max_depth):
+        self.registry = DEFAULT_REGISTRY if registry is None else registry
+        self.max_depth = max_depth
+        self.depth = 0
+        self.keep = []
+        self.refs0 = {}
+        self.count0 = 0
+        self.new_amf3_context()
+
+    cdef inline void new_amf3_context(self):
+        self.strings3 = {}
+        self.objects3 = {}
+        self.count3 = 0
+        self.traits3 = {}
+
+    cdef bytes result(self):
+        return PyBytes_FromStringAndSize(<char*>self.buf, self.size)
+
+    # buffer primitives
+
+    cdef int grow(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap = self.cap
+        cdef unsigned char* buf
+        while cap - self.size < n:
+            if cap > (<Py_ssize_t>1 << 40):
+                raise MemoryError()
+            cap *= 2
+        buf = <unsigned char*>realloc(self.buf, cap)
+        if buf == NULL:
+            raise MemoryError()
+        self.buf = buf
+        self.cap = cap
+        return 0
+
+    cdef inline unsigned char* reserve(self, Py_ssize_t n) except NULL:
+        if self.cap - self.size < n:
+            self.grow(n)
+        cdef unsigned char* p = self.buf + self.size
+        self.size += n
+        return p
+
+    cdef inline int byte(self, unsigned char b) except -1:
+        self.reserve(1)[0] = b
+        return 0
+
+    cdef inline int raw(self, const char* data, Py_ssize_t n) except -1:
+        memcpy(self.reserve(n), data, n)
+        return 0
+
+    cdef inline int marker_double(self, unsigned char marker, double d) except -1:
+        cdef unsigned char* p = self.reserve(9)
+        p[0] = marker
+        _st_double(p + 1, d)
+        return 0
+
+    cdef inline int marker_u16(self, unsigned char marker, uint32_t v) except -1:
+        cdef unsigned char* p = self.reserve(3)
+        p[0] = marker
+        p[1] = v >> 8
+        p[2] = v
+        return 0
+
+    cdef inline int marker_u32(self, unsigned char marker, uint32_t v) except -1:
+        cdef unsigned char* p = self.reserve(5)
+        p[0] = marker
+        _st32(p + 1, v)
+        return 0
+
+    cdef inline int enter(self) except -1:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise AMFEncodeError(f"value nested deeper than max_depth={self.max_depth}")
+        return 0
+
+    cdef object alias_of(self, object v):
+        cdef object t = type(v)
+        if t in _NATIVE:
+            return None
+        return self.registry.by_type(t)
+
+    # AMF0
+
+    cdef int write0(self, object v) except -1:
+        cdef const char* data
+        cdef Py_ssize_t n
+        # exact builtin types first: the common case, no registry look-up
+        if PyUnicode_CheckExact(v):
+            try:
+                data = PyUnicode_AsUTF8AndSize(v, &n)
+            except UnicodeEncodeError as exc:
+                raise _utf8_error(exc) from None
+            if n <= 0xFFFF:
+                self.marker_u16(0x02, <uint32_t>n)
+            elif n <= 0xFFFFFFFF:
+                self.marker_u32(0x0C, <uint32_t>n)
+            else:
+                raise AMFEncodeError("string longer than 2**32-1 bytes")
+            return self.raw(data, n)
+        if PyFloat_CheckExact(v):
+            return self.marker_double(0x00, <double>v)
+        if v is None:
+            return self.byte(0x05)
+        if PyBool_Check(v):
+            self.byte(0x01)
+            return self.byte(1 if v is True else 0)
+        if PyLong_CheckExact(v):
+            return self.marker_double(0x00, _to_double(v))
+        if PyDict_CheckExact(v):
+            if self.ref0(v):
+                return 0
+            self.byte(0x03)
+            return self.members0(v)
+        if PyList_CheckExact(v) or PyTuple_CheckExact(v):
+            return self.array0(v)
+        return self.write0_other(v)
+
+    cdef int write0_other(self, object v) except -1:
+        cdef object alias = self.alias_of(v)
+        cdef const char* data
+        cdef Py_ssize_t n
+        if alias is not None:
+            if alias.externalizable:
+                return self.switch3(v)
+            return self.typed0(v, alias.alias, alias.to_dict(v))
+        if v is _UNDEFINED:
+            return self.byte(0x06)
+        if v is _UNSUPPORTED:
+            return self.byte(0x0D)
+        if isinstance(v, bool):
+            self.byte(0x01)
+            return self.byte(1 if v else 0)
+        if isinstance(v, (int, float)):
+            return self.marker_double(0x00, _to_double(v))
+        if isinstance(v, _XMLDocument):
+            data = _as_utf8(v, &n)
+            if n > 0xFFFFFFFF:
+                raise AMFEncodeError("XML document longer than 2**32-1 bytes")
+            self.marker_u32(0x0F, <uint32_t>n)
+            return self.raw(data, n)
+        if isinstance(v, _XML):
+            return self.switch3(v)
+        if isinstance(v, str):
+            data = _as_utf8(v, &n)
+            if n <= 0xFFFF:
+                self.marker_u16(0x02, <uint32_t>n)
+            elif n <= 0xFFFFFFFF:
+                self.marker_u32(0x0C, <uint32_t>n)
+            else:
+                raise AMFEncodeError("string longer than 2**32-1 bytes")
+            return self.raw(data, n)
+        if isinstance(v, _TypedObject):
+            return self.typed0(v, v.class_name, v)
+        if isinstance(v, _ECMAArray):
+            if self.ref0(v):
+                return 0
+            self.marker_u32(0x08, <uint32_t>len(v))
+            return self.members0(v)
+        if isinstance(v, _Dictionary):
+            return self.switch3(v)
+        if isinstance(v, dict):
+            if self.ref0(v):
+                return 0
+            self.byte(0x03)
+            return self.members0(v)
+        if isinstance(v, _Vector):
+            return self.switch3(v)
+        if isinstance(v, (list, tuple)):
+            return self.array0(v)
+        if isinstance(v, _datetime):
+            self.marker_double(0x0B, datetime_to_ms(v))
+            self.byte(0)
+            return self.byte(0)
+        if isinstance(v, _AMF3_ONLY):
+            return self.switch3(v)
+        raise AMFEncodeError(f"cannot encode {type(v).__name__!r} as AMF0")
+
+    cdef int array0(self, object v) except -1:
+        if self.ref0(v):
+            return 0
+        self.marker_u32(0x0A, <uint32_t>len(v))
+        self.enter()
+        for item in v:
+            self.write0(item)
+        self.depth -= 1
+        return 0
+
+    cdef bint ref0(self, object v) except -1:
+        cdef object key = PyLong_FromVoidPtr(<void*>v)
+        cdef PyObject* index = PyDict_GetItem(self.refs0, key)
+        if index != NULL:
+            self.marker_u16(0x07, <uint32_t>(<object>index))
+            return True
+        if self.count0 <= 0xFFFF:
+            self.refs0[key] = self.count0
+            self.keep.append(v)
+        self.count0 += 1
+        return False
+
+    cdef int typed0(self, object v, object class_name, object members) except -1:
+        if self.ref0(v):
+            return 0
+        self.byte(0x10)
+        self.key0(class_name)
+        return self.members0(members)
+
+    cdef int key0(self, object key) except -1:
+        cdef const char* data
+        cdef Py_ssize_t n
+        if not PyUnicode_Check(key):
+            raise AMFEncodeError(f"AMF object keys must be str, not {type(key).__name__!r}")
+        data = _as_utf8(key, &n)
+        if n > 0xFFFF:
+            raise AMFEncodeError("AMF0 key or class name longer than 65535 bytes")
+        cdef unsigned char* p = self.reserve(2)
+        p[0] = n >> 8
+        p[1] = n
+        return self.raw(data, n)
+
+    cdef int members0(self, object mapping) except -1:
+        self.enter()
+        if PyDict_CheckExact(mapping) or isinstance(mapping, dict):
+            for key, value in (<dict>mapping).items():
+                if not key:
+                    raise AMFEncodeError("AMF object keys must not be empty")
+                self.key0(key)
+                self.write0(value)
+        else:
+            for key, value in mapping.items():
+                if not key:
+                    raise AMFEncodeError("AMF object keys must not be empty")
+                self.key0(key)
+                self.write0(value)
+        self.raw(b"\x00\x00\x09", 3)
+        self.depth -= 1
+        return 0
+
+    cdef int switch3(self, object v) except -1:
+        cdef dict strings3 = self.strings3
+        cdef dict objects3 = self.objects3
+        cdef Py_ssize_t count3 = self.count3
+        cdef dict traits3 = self.traits3
+        self.new_amf3_context()
+        self.byte(0x11)
+        self.write3(v)
+        self.strings3 = strings3
+        self.objects3 = objects3
+        self.count3 = count3
+        self.traits3 = traits3
+        return 0
+
+    # AMF3
+
+    cdef int u29(self, uint32_t n) except -1:
+        cdef unsigned char* p
+        if n < 0x80:
+            return self.byte(<unsigned char>n)
+        if n < 0x4000:
+            p = self.reserve(2)
+            p[0] = (n >> 7) | 0x80
+            p[1] = n & 0x7F
+        elif n < 0x200000:
+            p = self.reserve(3)
+            p[0] = (n >> 14) | 0x80
+            p[1] = ((n >> 7) & 0x7F) | 0x80
+            p[2] = n & 0x7F
+        elif n < 0x20000000:
+            p = self.reserve(4)
+            p[0] = (n >> 22) | 0x80
+            p[1] = ((n >> 15) & 0x7F) | 0x80
+            p[2] = ((n >> 8) & 0x7F) | 0x80
+            p[3] = n & 0xFF
+        else:
+            raise AMFEncodeError(f"length or reference {n} too large for AMF3 (U29)")
+        return 0
+
+    cdef int length3(self, Py_ssize_t n) except -1:
+        if n > 0x0FFFFFFF:
+            raise AMFEncodeError(f"AMF3 length {n} above 2**28-1")
+        return self.u29(<uint32_t>((n << 1) | 1))
+
+    cdef int string3(self, object s) except -1:
+        cdef const char* data
+        cdef Py_ssize_t n
+        cdef PyObject* index
+        if not s:
+            return self.byte(0x01)
+        index = PyDict_GetItem(self.strings3, s)
+        if index != NULL:
+            return self.u29(<uint32_t>(<object>index) << 1)
+        data = _as_utf8(s, &n)
+        self.length3(n)
+        self.raw(data, n)
+        self.strings3[s] = len(self.strings3)
+        return 0
+
+    cdef bint ref3(self, object v) except -1:
+        cdef object key = PyLong_FromVoidPtr(<void*>v)
+        cdef PyObject* index = PyDict_GetItem(self.objects3, key)
+        if index != NULL:
+            self.u29(<uint32_t>(<object>index) << 1)
+            return True
+        self.objects3[key] = self.count3
+        self.count3 += 1
+        self.keep.append(v)
+        return False
+
+    cdef int write_traits3(self, object class_name, bint dynamic, bint external) except -1:
+        cdef object key = (class_name, dynamic, external)
+        cdef PyObject* index = PyDict_GetItem(self.traits3, key)
+        if index != NULL:
+            return self.u29((<uint32_t>(<object>index) << 2) | 0x01)
+        self.traits3[key] = len(self.traits3)
+        self.u29((0x08 if dynamic else 0) | (0x04 if external else 0) | 0x03)
+        return self.string3(class_name)
+
+    cdef int assoc3(self, object mapping) except -1:
+        for key, value in mapping.items():
+            if not PyUnicode_Check(key):
+                raise AMFEncodeError(f"AMF object keys must be str, not {type(key).__name__!r}")
+            if not key:
+                raise AMFEncodeError("AMF object keys must not be empty")
+            self.string3(key)
+            self.write3(value)
+        return self.byte(0x01)
+
+    cdef int write3(self, object v) except -1:
+        cdef long long i
+        cdef int overflow
+        if PyUnicode_CheckExact(v):
+            self.byte(0x06)
+            return self.string3(v)
+        if PyFloat_CheckExact(v):
+            return self.marker_double(0x05, <double>v)
+        if v is None:
+            return self.byte(0x01)
+        if PyBool_Check(v):
+            return self.byte(0x03 if v is True else 0x02)
+        if PyLong_CheckExact(v):
+            i = PyLong_AsLongLongAndOverflow(v, &overflow)
+            if overflow == 0 and -0x10000000 <= i <= 0x0FFFFFFF:
+                self.byte(0x04)
+                return self.u29(<uint32_t>(i & 0x1FFFFFFF))
+            return self.marker_double(0x05, _to_double(v))
+        if PyDict_CheckExact(v):
+            self.byte(0x0A)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.write_traits3("", True, False)
+            self.assoc3(v)
+            self.depth -= 1
+            return 0
+        if PyList_CheckExact(v) or PyTuple_CheckExact(v):
+            return self.array3(v)
+        return self.write3_other(v)
+
+    cdef int array3(self, object v) except -1:
+        self.byte(0x09)
+        if self.ref3(v):
+            return 0
+        self.enter()
+        self.length3(len(v))
+        self.byte(0x01)  # no associative part
+        for item in v:
+            self.write3(item)
+        self.depth -= 1
+        return 0
+
+    cdef int write3_other(self, object v) except -1:
+        cdef object alias = self.alias_of(v)
+        cdef const char* data
+        cdef Py_ssize_t n
+        if alias is not None:
+            self.byte(0x0A)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            if alias.externalizable:
+                self.write_traits3(alias.alias, False, True)
+                alias.write(v, _ExternalWriter(self))
+            else:
+                self.write_traits3(alias.alias, True, False)
+                members = alias.to_dict(v)
+                self.keep.append(members)
+                self.assoc3(members)
+            self.depth -= 1
+            return 0
+        if v is _UNDEFINED:
+            return self.byte(0x00)
+        if isinstance(v, bool):
+            return self.byte(0x03 if v else 0x02)
+        if isinstance(v, int):
+            if -0x10000000 <= v <= 0x0FFFFFFF:
+                self.byte(0x04)
+                return self.u29(<uint32_t>(int(v) & 0x1FFFFFFF))
+            return self.marker_double(0x05, _to_double(v))
+        if isinstance(v, float):
+            return self.marker_double(0x05, <double>v)
+        if isinstance(v, (_XMLDocument, _XML)):
+            self.byte(0x07 if isinstance(v, _XMLDocument) else 0x0B)
+            if self.ref3(v):
+                return 0
+            data = _as_utf8(v, &n)
+            self.length3(n)
+            return self.raw(data, n)
+        if isinstance(v, str):
+            self.byte(0x06)
+            return self.string3(v)
+        if isinstance(v, _TypedObject):
+            self.byte(0x0A)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.write_traits3(v.class_name, True, False)
+            self.assoc3(v)
+            self.depth -= 1
+            return 0
+        if isinstance(v, _ECMAArray):
+            self.byte(0x09)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.byte(0x01)  # no dense part
+            self.assoc3(v)
+            self.depth -= 1
+            return 0
+        if isinstance(v, _Dictionary):
+            self.byte(0x11)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.length3(len(v))
+            self.byte(0x01 if v.weak_keys else 0x00)
+            for key, value in v.items():
+                self.write3(key)
+                self.write3(value)
+            self.depth -= 1
+            return 0
+        if isinstance(v, dict):
+            self.byte(0x0A)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.write_traits3("", True, False)
+            self.assoc3(v)
+            self.depth -= 1
+            return 0
+        if isinstance(v, _Vector):
+            return self.vector3(v)
+        if isinstance(v, (list, tuple)):
+            return self.array3(v)
+        if isinstance(v, _MixedArray):
+            self.byte(0x09)
+            if self.ref3(v):
+                return 0
+            self.enter()
+            self.length3(len(v.dense))
+            self.assoc3(v.assoc)
+            for item in v.dense:
+                self.write3(item)
+            self.depth -= 1
+            return 0
+        if isinstance(v, _datetime):
+            self.byte(0x08)
+            if self.ref3(v):
+                return 0
+            return self.marker_double(0x01, datetime_to_ms(v))
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            self.byte(0x0C)
+            if self.ref3(v):
+                return 0
+            return self.byte_array3(v)
+        if v is _UNSUPPORTED:
+            raise AMFEncodeError("AMF3 has no 'unsupported' value")
+        raise AMFEncodeError(f"cannot encode {type(v).__name__!r} as AMF3")
+
+    cdef int byte_array3(self, object v) except -1:
+        cdef Py_buffer view
+        PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+        try:
+            self.length3(view.len)
+            self.raw(<const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
+    cdef int vector3(self, object v) except -1:
+        cdef str kind = v.kind
+        cdef Py_ssize_t n = len(v)
+        cdef unsigned char* p
+        cdef long long item
+        self.byte(_VECTOR_MARKERS[kind])
+        if self.ref3(v):
+            return 0
+        self.length3(n)
+        self.byte(0x01 if v.fixed else 0x00)
+        if kind == "object":
+            self.enter()
+            self.string3(v.type_name)
+            for obj in v:
+                self.write3(obj)
+            self.depth -= 1
+            return 0
+        if kind == "double":
+            for obj in v:
+                try:
+                    _st_double(self.reserve(8), obj)
+                except (TypeError, OverflowError) as exc:
+                    raise AMFEncodeError(f"Vector.<double> item out of range: {exc}") from None
+            return 0
+        for obj in v:
+            try:
+                item = obj
+            except (TypeError, OverflowError) as exc:
+                raise AMFEncodeError(f"Vector.<{kind}> item out of range: {exc}") from None
+            if kind == "int":
+                if not -0x80000000 <= item <= 0x7FFFFFFF:
+                    raise AMFEncodeError(f"Vector.<int> item out of range: {item}")
+            elif not 0 <= item <= 0xFFFFFFFF:
+                raise AMFEncodeError(f"Vector.<uint> item out of range: {item}")
+            _st32(self.reserve(4), <uint32_t>item)
+        return 0
+
+
+@cython.final
+cdef class _ExternalWriter:
+    """What an externalizable class's ``write`` sees of the encoder."""
+
+    cdef _Encoder _enc
+
+    def __cinit__(self, _Encoder enc):
+        self._enc = enc
+
+    def write_value(self, value):
+        self._enc.write3(value)
+
+    def write_bytes(self, data):
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._enc.raw(<const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+
+cdef const char* _as_utf8(object s, Py_ssize_t* n) except NULL:
+    try:
+        return PyUnicode_AsUTF8AndSize(s, n)
+    except UnicodeEncodeError as exc:
+        raise _utf8_error(exc) from None
+
+
+cdef double _to_double(object v) except? -1.0:
+    try:
+        return float(v)
+    except OverflowError:
+        raise AMFEncodeError("integer too large for an AMF number (double)") from None
+
+
+def dumps(value, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registry=None):
+    """Encode one value as AMF0 (``version=0``) or AMF3 (``version=3``)."""
+    _check_version(version)
+    cdef _Encoder enc = _Encoder.__new__(_Encoder)
+    enc.init(registry, max_depth)
+    if version == 0:
+        enc.write0(value)
+    else:
+        enc.write3(value)
+    return enc.result()
+
+
+def dumps_all(values, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registry=None):
+    """Encode a sequence of values back to back (a command message body)."""
+    _check_version(version)
+    cdef _Encoder enc = _Encoder.__new__(_Encoder)
+    enc.init(registry, max_depth)
+    for value in values:
+        if version == 0:
+            enc.write0(value)
+        else:
+            enc.write3(value)
+    return enc.result()
+
+
+# --- decoding ------------------------------------------------------------
+
+@cython.final
+cdef class _Decoder:
+    cdef Py_buffer view
+    cdef bint has_view
+    cdef const unsigned char* buf
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t end
+    cdef int max_depth
+    cdef Py_ssize_t max_length
+    cdef object registry
+    cdef int depth
+    cdef list refs0
+    cdef list strings3
+    cdef list objects3
+    cdef list traits3
+
+    def __dealloc__(self):
+        if self.has_view:
+            PyBuffer_Release(&self.view)
+
+    cdef int init(self, object data, int max_depth, Py_ssize_t max_length,
+                  object registry) except -1:
+        PyObject_GetBuffer(data, &self.view, PyBUF_SIMPLE)
+        self.has_view = True
+        self.buf = <const unsigned char*>self.view.buf
+        self.pos = 0
+        self.end = self.view.len
+        self.max_depth = max_depth
+        self.max_length = max_length
+        self.registry = DEFAULT_REGISTRY if registry is None else registry
+        self.depth = 0
+        self.refs0 = []
+        self.new_amf3_context()
+        return 0
+
+    cdef inline void new_amf3_context(self):
+        self.strings3 = []
+        self.objects3 = []
+        self.traits3 = []
+
+    # primitives: every read checks the bytes left first
+
+    cdef int truncated(self, Py_ssize_t n) except -1:
+        raise AMFDecodeError(f"truncated AMF data: need {n} bytes at offset {self.pos}, "
+                             f"{self.end - self.pos} left")
+
+    cdef inline const unsigned char* take(self, Py_ssize_t n) except NULL:
+        cdef const unsigned char* p
+        if n > self.end - self.pos:
+            self.truncated(n)
+        p = self.buf + self.pos
+        self.pos += n
+        return p
+
+    cdef inline int byte(self) except -1:
+        if self.pos >= self.end:
+            self.truncated(1)
+        self.pos += 1
+        return self.buf[self.pos - 1]
+
+    cdef inline uint32_t u16(self) except? 0xFFFFFFFF:
+        return _ld16(self.take(2))
+
+    cdef inline int64_t u32(self) except -1:
+        return _ld32(self.take(4))
+
+    cdef inline double double(self) except? -1.0:
+        return _ld_double(self.take(8))
+
+    cdef int check_length(self, int64_t n, int unit) except -1:
+        if n > self.max_length:
+            raise AMFDecodeError(f"AMF length {n} above max_length={self.max_length}")
+        if n * unit > self.end - self.pos:
+            raise AMFDecodeError(f"truncated AMF data: length {n} at offset {self.pos} exceeds "
+                                 f"the {self.end - self.pos} bytes left")
+        return 0
+
+    cdef str text(self, int64_t n):
+        self.check_length(n, 1)
+        cdef const unsigned char* p = self.take(n)
+        try:
+            return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+        except UnicodeDecodeError as exc:
+            raise AMFDecodeError(f"invalid UTF-8 in AMF string: {exc}") from None
+
+    cdef inline int enter(self) except -1:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise AMFDecodeError(f"AMF value nested deeper than max_depth={self.max_depth}")
+        return 0
+
+    # AMF0
+
+    cdef object read0(self):
+        cdef int marker = self.byte()
+        cdef object obj
+        cdef Py_ssize_t n, i, index
+        if marker == 0x00:
+            return PyFloat_FromDouble(self.double())
+        if marker == 0x02:
+            return self.text(self.u16())
+        if marker == 0x03:
+            obj = {}
+            self.refs0.append(obj)
+            self.members0(obj)
+            return obj
+        if marker == 0x01:
+            return self.byte() != 0
+        if marker == 0x05:
+            return None
+        if marker == 0x08:
+            self.u32()  # entry count: a hint, often wrong; the end marker decides
+            obj = _ECMAArray()
+            self.refs0.append(obj)
+            self.members0(obj)
+            return obj
+        if marker == 0x0A:
+            n = self.u32()
+            self.check_length(n, 1)
+            obj = []
+            self.refs0.append(obj)
+            self.enter()
+            for i in range(n):
+                PyList_Append(obj, self.read0())
+            self.depth -= 1
+            return obj
+        if marker == 0x06:
+            return _UNDEFINED
+        if marker == 0x07:
+            index = self.u16()
+            if index >= len(self.refs0):
+                raise AMFDecodeError(f"AMF0 reference {index} out of range "
+                                     f"({len(self.refs0)} objects)")
+            return self.refs0[index]
+        if marker == 0x0B:
+            ms = self.double()
+            self.take(2)  # timezone: reserved, written as 0
+            return ms_to_datetime(ms)
+        if marker == 0x0C:
+            return self.text(self.u32())
+        if marker == 0x0D:
+            return _UNSUPPORTED
+        if marker == 0x0F:
+            return _XMLDocument(self.text(self.u32()))
+        if marker == 0x10:
+            return self.typed0()
+        if marker == 0x11:
+            return self.switch3()
+        if marker == 0x04 or marker == 0x0E:
+            name = "movieclip" if marker == 0x04 else "recordset"
+            raise AMFDecodeError(f"reserved AMF0 marker 0x{marker:02x} ({name}) at offset "
+                                 f"{self.pos - 1}")
+        raise AMFDecodeError(f"unknown AMF0 marker 0x{marker:02x} at offset {self.pos - 1}")
+
+    cdef object typed0(self):
+        class_name = self.text(self.u16())
+        typed = _TypedObject(class_name)
+        cdef Py_ssize_t index = len(self.refs0)
+        self.refs0.append(typed)
+        self.members0(typed)
+        alias = self.registry.by_alias(class_name)
+        if alias is not None and not alias.externalizable:
+            converted = alias.from_dict(dict(typed))
+            self.refs0[index] = converted
+            return converted
+        return typed
+
+    cdef object switch3(self):
+        cdef list strings3 = self.strings3
+        cdef list objects3 = self.objects3
+        cdef list traits3 = self.traits3
+        self.new_amf3_context()
+        value = self.read3()
+        self.strings3 = strings3
+        self.objects3 = objects3
+        self.traits3 = traits3
+        return value
+
+    cdef int members0(self, object obj) except -1:
+        cdef uint32_t n
+        self.enter()
+        while True:
+            n = self.u16()
+            if n == 0:
+                if self.byte() != 0x09:
+                    raise AMFDecodeError(f"AMF0 empty key not followed by the object-end "
+                                         f"marker at offset {self.pos - 1}")
+                break
+            key = self.text(n)
+            PyDict_SetItem(obj, key, self.read0())
+        self.depth -= 1
+        return 0
+
+    # AMF3
+
+    cdef int64_t u29(self) except -1:
+        cdef uint32_t n = 0
+        cdef int b, i
+        for i in range(3):
+            b = self.byte()
+            if b < 0x80:
+                return (n << 7) | b
+            n = (n << 7) | (b & 0x7F)
+        return (n << 8) | self.byte()
+
+    cdef str string3(self):
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t index
+        if not header & 1:
+            index = header >> 1
+            if index >= len(self.strings3):
+                raise AMFDecodeError(f"AMF3 string reference {index} out of range "
+                                     f"({len(self.strings3)} strings)")
+            return self.strings3[index]
+        if header == 1:
+            return ""
+        s = self.text(header >> 1)
+        self.strings3.append(s)
+        return s
+
+    cdef object object_ref3(self, int64_t header):
+        cdef Py_ssize_t index = header >> 1
+        if index >= len(self.objects3):
+            raise AMFDecodeError(f"AMF3 object reference {index} out of range "
+                                 f"({len(self.objects3)} objects)")
+        obj = self.objects3[index]
+        if obj is _IN_PROGRESS:
+            raise AMFDecodeError("AMF3 reference to an externalizable object still being read")
+        return obj
+
+    cdef object read3(self):
+        cdef int marker = self.byte()
+        cdef int64_t n, header
+        if marker == 0x06:
+            return self.string3()
+        if marker == 0x04:
+            n = self.u29()
+            return n - 0x20000000 if n & 0x10000000 else n
+        if marker == 0x05:
+            return PyFloat_FromDouble(self.double())
+        if marker == 0x0A:
+            return self.object3()
+        if marker == 0x09:
+            return self.array3()
+        if marker == 0x01:
+            return None
+        if marker == 0x02:
+            return False
+        if marker == 0x03:
+            return True
+        if marker == 0x00:
+            return _UNDEFINED
+        if marker == 0x07 or marker == 0x0B:
+            header = self.u29()
+            if not header & 1:
+                return self.object_ref3(header)
+            text = self.text(header >> 1)
+            xml = _XMLDocument(text) if marker == 0x07 else _XML(text)
+            self.objects3.append(xml)
+            return xml
+        if marker == 0x08:
+            header = self.u29()
+            if not header & 1:
+                return self.object_ref3(header)
+            date = ms_to_datetime(self.double())
+            self.objects3.append(date)
+            return date
+        if marker == 0x0C:
+            header = self.u29()
+            if not header & 1:
+                return self.object_ref3(header)
+            n = header >> 1
+            self.check_length(n, 1)
+            data = PyBytes_FromStringAndSize(<const char*>self.take(n), n)
+            self.objects3.append(data)
+            return data
+        if 0x0D <= marker <= 0x10:
+            return self.vector3(marker)
+        if marker == 0x11:
+            return self.dictionary3()
+        raise AMFDecodeError(f"unknown AMF3 marker 0x{marker:02x} at offset {self.pos - 1}")
+
+    cdef object array3(self):
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t n, i, index
+        cdef list dense
+        if not header & 1:
+            return self.object_ref3(header)
+        n = header >> 1
+        self.check_length(n, 1)
+        index = len(self.objects3)
+        assoc = _ECMAArray()
+        self.objects3.append(assoc)
+        self.enter()
+        key = self.string3()
+        while key:
+            PyDict_SetItem(assoc, key, self.read3())
+            key = self.string3()
+        if not assoc:
+            dense = []
+            self.objects3[index] = result = dense
+        elif n == 0:
+            result = assoc
+            dense = None
+        else:
+            mixed = _MixedArray((), assoc)
+            dense = mixed.dense
+            self.objects3[index] = result = mixed
+        self.check_length(n, 1)
+        for i in range(n):
+            PyList_Append(dense, self.read3())
+        self.depth -= 1
+        return result
+
+    cdef object object3(self):
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t index, count, i
+        cdef bint dynamic, external
+        cdef tuple sealed
+        cdef tuple traits
+        if not header & 1:
+            return self.object_ref3(header)
+        if not header & 2:
+            index = header >> 2
+            if index >= len(self.traits3):
+                raise AMFDecodeError(f"AMF3 traits reference {index} out of range "
+                                     f"({len(self.traits3)} traits)")
+            traits = self.traits3[index]
+            class_name, sealed, dynamic, external = traits
+        else:
+            external = (header & 4) != 0
+            dynamic = (header & 8) != 0
+            count = header >> 4
+            class_name = self.string3()
+            if external:
+                sealed = ()
+            else:
+                self.check_length(count, 1)
+                sealed = tuple([self.string3() for i in range(count)])
+            self.traits3.append((class_name, sealed, dynamic, external))
+        index = len(self.objects3)
+        alias = self.registry.by_alias(class_name) if class_name else None
+        self.enter()
+        if external:
+            if alias is None or not alias.externalizable:
+                raise AMFDecodeError(f"AMF3 externalizable class {class_name!r} is not "
+                                     f"registered")
+            self.objects3.append(_IN_PROGRESS)
+            obj = alias.read(_ExternalReader(self))
+            self.objects3[index] = obj
+            self.depth -= 1
+            return obj
+        members = _TypedObject(class_name) if class_name else {}
+        self.objects3.append(members)
+        for name in sealed:
+            PyDict_SetItem(members, name, self.read3())
+        if dynamic:
+            key = self.string3()
+            while key:
+                PyDict_SetItem(members, key, self.read3())
+                key = self.string3()
+        self.depth -= 1
+        if alias is not None and not alias.externalizable:
+            converted = alias.from_dict(dict(members))
+            self.objects3[index] = converted
+            return converted
+        return members
+
+    cdef object vector3(self, int marker):
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t n, i
+        cdef const unsigned char* p
+        cdef list items
+        cdef bint fixed
+        if not header & 1:
+            return self.object_ref3(header)
+        n = header >> 1
+        fixed = self.byte() != 0
+        if marker == 0x10:
+            self.check_length(n, 1)
+            self.enter()
+            vec = _Vector((), "object", fixed, self.string3())
+            self.objects3.append(vec)
+            self.check_length(n, 1)
+            for i in range(n):
+                vec.append(self.read3())
+            self.depth -= 1
+            return vec
+        self.check_length(n, 8 if marker == 0x0F else 4)
+        items = []
+        if marker == 0x0D:
+            p = self.take(n * 4)
+            for i in range(n):
+                PyList_Append(items, <int32_t>_ld32(p + 4 * i))
+            vec = _Vector(items, "int", fixed)
+        elif marker == 0x0E:
+            p = self.take(n * 4)
+            for i in range(n):
+                PyList_Append(items, _ld32(p + 4 * i))
+            vec = _Vector(items, "uint", fixed)
+        else:
+            p = self.take(n * 8)
+            for i in range(n):
+                PyList_Append(items, _ld_double(p + 8 * i))
+            vec = _Vector(items, "double", fixed)
+        self.objects3.append(vec)
+        return vec
+
+    cdef object dictionary3(self):
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t n, i
+        if not header & 1:
+            return self.object_ref3(header)
+        n = header >> 1
+        weak = self.byte() != 0
+        self.check_length(n, 2)
+        result = _Dictionary((), weak)
+        self.objects3.append(result)
+        self.enter()
+        for i in range(n):
+            key = self.read3()
+            value = self.read3()
+            try:
+                result[key] = value
+            except TypeError:
+                raise AMFDecodeError(f"AMF3 Dictionary key of type {type(key).__name__!r} "
+                                     f"is not hashable in Python") from None
+        self.depth -= 1
+        return result
+
+
+@cython.final
+cdef class _ExternalReader:
+    """What an externalizable class's ``read`` sees of the decoder."""
+
+    cdef _Decoder _dec
+
+    def __cinit__(self, _Decoder dec):
+        self._dec = dec
+
+    def read_value(self):
+        return self._dec.read3()
+
+    def read_bytes(self, Py_ssize_t n):
+        self._dec.check_length(n, 1)
+        return PyBytes_FromStringAndSize(<const char*>self._dec.take(n), n)
+
+
+def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
+          Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
+    """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error."""
+    _check_version(version)
+    cdef _Decoder dec = _Decoder.__new__(_Decoder)
+    dec.init(data, max_depth, max_length, registry)
+    value = dec.read0() if version == 0 else dec.read3()
+    if dec.pos != dec.end:
+        raise AMFDecodeError(f"{dec.end - dec.pos} trailing bytes after the AMF value "
+                             f"at offset {dec.pos}")
+    return value
+
+
+def loads_all(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
+              Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
+    """Decode every value in ``data`` (a command message body)."""
+    _check_version(version)
+    cdef _Decoder dec = _Decoder.__new__(_Decoder)
+    dec.init(data, max_depth, max_length, registry)
+    cdef list values = []
+    while dec.pos < dec.end:
+        values.append(dec.read0() if version == 0 else dec.read3())
+    return values

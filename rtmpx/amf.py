@@ -1,0 +1,119 @@
+"""AMF0 and AMF3: the encodings of RTMP command and data messages.
+
+::
+
+    >>> from rtmpx import amf
+    >>> amf.loads(amf.dumps({"app": "live"}))
+    {'app': 'live'}
+    >>> amf.loads_all(body)            # every value of a command message
+    ['connect', 1.0, {...}]
+
+Functions (each also takes ``registry=``, a :class:`ClassRegistry`):
+
+* ``dumps(value, *, version=0, max_depth=64) -> bytes``: one value.
+* ``loads(data, *, version=0, max_depth=64, max_length=16 MiB)``: exactly
+  one value; trailing bytes raise :class:`~rtmpx.AMFDecodeError`.
+* ``dumps_all(values, *, version=0, ...)`` / ``loads_all(data, ...) -> list``:
+  values back to back, as in a command message body.
+
+``data`` may be any buffer (bytes, bytearray, memoryview).  Reference tables
+(AMF0 objects; AMF3 strings, objects and traits) live for one call; each
+AMF0 "switch to AMF3" marker (0x11) starts a fresh AMF3 context.
+
+Python mapping (both directions; ``loads(dumps(x)) == x``):
+
+============================  ===================  =========================
+Python                        AMF0                 AMF3
+============================  ===================  =========================
+``None``                      null                 null
+``UNDEFINED``                 undefined            undefined
+``bool``                      boolean              false / true
+``int``                       number (a float)     integer when it fits 29
+                                                   bits, else double
+``float`` (``-0.0`` kept)     number               double
+``str``                       string, long string  string
+                              above 65535 bytes
+``dict`` (str keys)           anonymous object     dynamic anonymous object
+``ECMAArray`` (dict)          ECMA array           array, named keys only
+``list`` / ``tuple``          strict array         dense array
+``TypedObject(name, map)``    typed object         dynamic typed object
+aware ``datetime``            date (UTC, tz 0)     date
+``XMLDocument`` (str)         XML document         XMLDocument
+``XML`` (str)                 AMF3 via 0x11        XML
+``bytes`` / ``bytearray``     AMF3 via 0x11        ByteArray (decodes to bytes)
+``Vector`` (list)             AMF3 via 0x11        Vector.<int|uint|Number|Object>
+``Dictionary`` (dict)         AMF3 via 0x11        Dictionary
+``MixedArray(dense, assoc)``  AMF3 via 0x11        array with both parts
+``UNSUPPORTED``               unsupported          (no form: AMFEncodeError)
+registered class              typed object         typed / externalizable
+============================  ===================  =========================
+
+AMF0 numbers decode to ``float``; AMF3 integers to ``int``.  Dates decode to
+UTC datetimes with millisecond precision (AMF carries ms as a double).  An
+AMF3 array with neither dense nor named entries decodes to ``[]``.  The
+same object (identity) written twice becomes a reference.
+
+Security: nothing named by the wire is imported or instantiated.  Class
+names map to Python types only through an explicit :class:`ClassRegistry`
+(:data:`DEFAULT_REGISTRY` knows Flex's ArrayCollection and ObjectProxy);
+other typed objects decode to :class:`TypedObject`, and an unregistered
+externalizable class is an error.  XML stays text.  ``max_depth`` bounds
+nesting (decode and encode), ``max_length`` bounds every length, and no
+length is trusted beyond the bytes that actually remain; reference indexes
+are checked against their tables.  Any input gives a value or
+:class:`~rtmpx.AMFDecodeError`.
+
+Set ``RTMPX_PUREPYTHON=1`` to use the pure-Python twin instead of the
+compiled core; :func:`implementation` tells which one is in use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._amf_types import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_REGISTRY,
+    UNDEFINED,
+    UNSUPPORTED,
+    ArrayCollection,
+    ClassAlias,
+    ClassRegistry,
+    Dictionary,
+    ECMAArray,
+    ExternalReader,
+    ExternalWriter,
+    MixedArray,
+    ObjectProxy,
+    TypedObject,
+    Undefined,
+    Unsupported,
+    Vector,
+    XMLDocument,
+    XML,
+)
+from .errors import AMFDecodeError, AMFEncodeError  # noqa: F401  (re-exported)
+
+if os.environ.get("RTMPX_PUREPYTHON") == "1":
+    from ._amf_py import dumps, dumps_all, loads, loads_all
+    _IMPLEMENTATION = "python"
+else:
+    from ._amf import dumps, dumps_all, loads, loads_all
+    _IMPLEMENTATION = "cython"
+
+
+def implementation() -> str:
+    """``"cython"`` for the compiled core, ``"python"`` for the pure twin."""
+    return _IMPLEMENTATION
+
+
+__all__ = [
+    "dumps", "loads", "dumps_all", "loads_all", "implementation",
+    "AMFDecodeError", "AMFEncodeError",
+    "UNDEFINED", "UNSUPPORTED", "Undefined", "Unsupported",
+    "ECMAArray", "TypedObject", "XMLDocument", "XML", "Vector", "Dictionary", "MixedArray",
+    "ArrayCollection", "ObjectProxy",
+    "ClassAlias", "ClassRegistry", "DEFAULT_REGISTRY", "ExternalReader", "ExternalWriter",
+    "DEFAULT_MAX_DEPTH", "DEFAULT_MAX_LENGTH",
+]
