@@ -20,7 +20,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from datetime import datetime
 
@@ -45,6 +45,10 @@ from rtmpx._amf_types import (
 from rtmpx.errors import AMFDecodeError, AMFEncodeError
 
 cdef extern from "Python.h":
+    Py_ssize_t PyUnicode_GET_LENGTH(PyObject* s)
+    bint PyUnicode_IS_COMPACT_ASCII(PyObject* s)
+    void* PyUnicode_DATA(PyObject* s)
+    void Py_XDECREF(PyObject* o)
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyUnicode_CheckExact(object o)
     bint PyUnicode_Check(object o)
@@ -111,6 +115,44 @@ cdef inline void _st_double(unsigned char* p, double d) noexcept nogil:
     memcpy(&x, &d, 8)
     _st32(p, <uint32_t>(x >> 32))
     _st32(p + 4, <uint32_t>x)
+
+
+# --- object keys ---------------------------------------------------------
+# AMF0 repeats member names in full for every object; most are short ASCII
+# names from a small set ("app", "tcUrl", "duration", ...).  A small direct-
+# mapped cache of str objects makes a repeated key cost a hash and a memcmp
+# instead of an allocation and a UTF-8 decode (and the dict insertion reuses
+# the cached str's hash).
+
+DEF _KEY_CACHE_SIZE = 512
+DEF _KEY_CACHE_MAX_LEN = 32
+cdef PyObject* _key_cache[_KEY_CACHE_SIZE]
+
+
+cdef inline uint32_t _key_hash(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint32_t h = 2166136261u
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ p[i]) * 16777619u
+    return h & (_KEY_CACHE_SIZE - 1)
+
+
+cdef str _cached_key(const unsigned char* p, Py_ssize_t n):
+    """The str for the UTF-8 bytes p[:n], from the cache when it is there."""
+    cdef uint32_t slot = _key_hash(p, n)
+    cdef PyObject* hit = _key_cache[slot]
+    if (hit != NULL and PyUnicode_GET_LENGTH(hit) == n
+            and memcmp(PyUnicode_DATA(hit), p, n) == 0):
+        return <str>hit
+    try:
+        key = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+    except UnicodeDecodeError as exc:
+        raise AMFDecodeError(f"invalid UTF-8 in AMF string: {exc}") from None
+    if PyUnicode_IS_COMPACT_ASCII(<PyObject*>key):
+        Py_INCREF(key)
+        Py_XDECREF(hit)
+        _key_cache[slot] = <PyObject*>key
+    return key
 
 
 # --- encoding ------------------------------------------------------------
@@ -919,7 +961,10 @@ cdef class _Decoder:
                     raise AMFDecodeError(f"AMF0 empty key not followed by the object-end "
                                          f"marker at offset {self.pos - 1}")
                 break
-            key = self.text(n)
+            if n <= _KEY_CACHE_MAX_LEN:
+                key = _cached_key(self.take(n), n)
+            else:
+                key = self.text(n)
             PyDict_SetItem(obj, key, self.read0())
         self.depth -= 1
         return 0
