@@ -144,10 +144,7 @@ cdef str _cached_key(const unsigned char* p, Py_ssize_t n):
     if (hit != NULL and PyUnicode_GET_LENGTH(hit) == n
             and memcmp(PyUnicode_DATA(hit), p, n) == 0):
         return <str>hit
-    try:
-        key = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
-    except UnicodeDecodeError as exc:
-        raise AMFDecodeError(f"invalid UTF-8 in AMF string: {exc}") from None
+    key = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
     if PyUnicode_IS_COMPACT_ASCII(<PyObject*>key):
         Py_INCREF(key)
         Py_XDECREF(hit)
@@ -842,21 +839,22 @@ cdef class _Decoder:
     cdef inline double double(self) except? -1.0:
         return _ld_double(self.take(8))
 
-    cdef int check_length(self, int64_t n, int unit) except -1:
-        if n > self.max_length:
-            raise AMFDecodeError(f"AMF length {n} above max_length={self.max_length}")
-        if n * unit > self.end - self.pos:
-            raise AMFDecodeError(f"truncated AMF data: length {n} at offset {self.pos} exceeds "
-                                 f"the {self.end - self.pos} bytes left")
+    cdef inline int check_length(self, int64_t n, int unit) except -1:
+        if n > self.max_length or n * unit > self.end - self.pos:
+            self.length_error(n, unit)
         return 0
 
+    cdef int length_error(self, int64_t n, int unit) except -1:
+        if n > self.max_length:
+            raise AMFDecodeError(f"AMF length {n} above max_length={self.max_length}")
+        raise AMFDecodeError(f"truncated AMF data: length {n} at offset {self.pos} exceeds "
+                             f"the {self.end - self.pos} bytes left")
+
     cdef str text(self, int64_t n):
+        # invalid UTF-8 raises UnicodeDecodeError here; loads() and
+        # loads_all() turn it into AMFDecodeError (no try block per string)
         self.check_length(n, 1)
-        cdef const unsigned char* p = self.take(n)
-        try:
-            return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
-        except UnicodeDecodeError as exc:
-            raise AMFDecodeError(f"invalid UTF-8 in AMF string: {exc}") from None
+        return PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
 
     cdef inline int enter(self) except -1:
         self.depth += 1
@@ -1230,7 +1228,10 @@ def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
     _check_version(version)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
     dec.init(data, max_depth, max_length, registry)
-    value = dec.read0() if version == 0 else dec.read3()
+    try:
+        value = dec.read0() if version == 0 else dec.read3()
+    except UnicodeDecodeError as exc:
+        raise _utf8_decode_error(exc) from None
     if dec.pos != dec.end:
         raise AMFDecodeError(f"{dec.end - dec.pos} trailing bytes after the AMF value "
                              f"at offset {dec.pos}")
@@ -1244,6 +1245,13 @@ def loads_all(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
     dec.init(data, max_depth, max_length, registry)
     cdef list values = []
-    while dec.pos < dec.end:
-        values.append(dec.read0() if version == 0 else dec.read3())
+    try:
+        while dec.pos < dec.end:
+            values.append(dec.read0() if version == 0 else dec.read3())
+    except UnicodeDecodeError as exc:
+        raise _utf8_decode_error(exc) from None
     return values
+
+
+cdef object _utf8_decode_error(object exc):
+    return AMFDecodeError(f"invalid UTF-8 in AMF string: {exc}")
