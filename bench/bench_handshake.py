@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-MODULES = {"compiled": "rtmpx._handshake", "pure": "rtmpx._handshake_py"}
+MODULES = {"cython": "rtmpx._handshake", "python": "rtmpx._handshake_py"}
 
 
 @pytest.fixture(params=list(MODULES), ids=list(MODULES))
