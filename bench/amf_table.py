@@ -15,7 +15,7 @@ import timeit
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from amf_cases import CASES, codecs, inputs  # noqa: E402
+from amf_cases import CASES, codecs, inputs
 
 
 def ops_per_second(fn, seconds: float) -> float:  # type: ignore[no-untyped-def]
@@ -42,9 +42,11 @@ def main() -> None:
                     encode, decode = found[name]
                     values, data = inputs(name, case, version)
                     if op == "encode":
-                        rates[name] = ops_per_second(lambda: encode(values, version), args.seconds)
+                        rates[name] = ops_per_second(
+                            lambda f=encode, v=values, ver=version: f(v, ver), args.seconds)
                     else:
-                        rates[name] = ops_per_second(lambda: decode(data, version), args.seconds)
+                        rates[name] = ops_per_second(
+                            lambda f=decode, d=data, ver=version: f(d, ver), args.seconds)
                 peer = rates.get("py3amf-cython")
                 print(f"| {case} | {version} | {op} | "
                       + " | ".join(f"{rates[n]:,.0f}" for n in names)

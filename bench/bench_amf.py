@@ -10,7 +10,6 @@ prints the README table (ops/s and ratios from one process).
 from __future__ import annotations
 
 import pytest
-
 from amf_cases import CASES, codecs, inputs
 
 CODECS = codecs()

@@ -11,10 +11,10 @@ from ._version import __version__
 from .errors import AMFDecodeError, AMFEncodeError, HandshakeError, ProtocolError, RtmpError
 
 __all__ = [
-    "__version__",
-    "RtmpError",
-    "ProtocolError",
-    "HandshakeError",
     "AMFDecodeError",
     "AMFEncodeError",
+    "HandshakeError",
+    "ProtocolError",
+    "RtmpError",
+    "__version__",
 ]

@@ -28,6 +28,7 @@ from rtmpx._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
     DEFAULT_REGISTRY,
+    MAX_DEPTH_LIMIT,
     UNDEFINED,
     UNSUPPORTED,
     Dictionary,
@@ -83,9 +84,14 @@ cdef tuple _AMF3_ONLY = (bytes, bytearray, memoryview, XML, Vector, Dictionary, 
 cdef dict _VECTOR_MARKERS = {"int": 0x0D, "uint": 0x0E, "double": 0x0F, "object": 0x10}
 
 
-cdef inline int _check_version(int version) except -1:
+cdef int _MAX_DEPTH_LIMIT = MAX_DEPTH_LIMIT
+
+
+cdef inline int _check_args(int version, int max_depth) except -1:
     if version != 0 and version != 3:
         raise ValueError(f"AMF version must be 0 or 3, not {version!r}")
+    if not 1 <= max_depth <= _MAX_DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be 1..{_MAX_DEPTH_LIMIT}, not {max_depth!r}")
     return 0
 
 
@@ -745,7 +751,7 @@ cdef double _to_double(object v) except? -1.0:
 
 def dumps(value, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registry=None):
     """Encode one value as AMF0 (``version=0``) or AMF3 (``version=3``)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     cdef _Encoder enc = _Encoder.__new__(_Encoder)
     enc.init(registry, max_depth)
     if version == 0:
@@ -757,7 +763,7 @@ def dumps(value, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registry=Non
 
 def dumps_all(values, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registry=None):
     """Encode a sequence of values back to back (a command message body)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     cdef _Encoder enc = _Encoder.__new__(_Encoder)
     enc.init(registry, max_depth)
     for value in values:
@@ -792,7 +798,10 @@ cdef class _Decoder:
 
     cdef int init(self, object data, int max_depth, Py_ssize_t max_length,
                   object registry) except -1:
-        PyObject_GetBuffer(data, &self.view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(data, &self.view, PyBUF_SIMPLE)
+        except BufferError:  # strided or otherwise not contiguous: one copy
+            PyObject_GetBuffer(memoryview(data).tobytes(), &self.view, PyBUF_SIMPLE)
         self.has_view = True
         self.buf = <const unsigned char*>self.view.buf
         self.pos = 0
@@ -959,7 +968,7 @@ cdef class _Decoder:
                     raise AMFDecodeError(f"AMF0 empty key not followed by the object-end "
                                          f"marker at offset {self.pos - 1}")
                 break
-            if n <= _KEY_CACHE_MAX_LEN:
+            if n <= _KEY_CACHE_MAX_LEN and n <= self.max_length:
                 key = _cached_key(self.take(n), n)
             else:
                 key = self.text(n)
@@ -1225,7 +1234,7 @@ cdef class _ExternalReader:
 def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
           Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
     """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error."""
-    _check_version(version)
+    _check_args(version, max_depth)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
     dec.init(data, max_depth, max_length, registry)
     try:
@@ -1241,7 +1250,7 @@ def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
 def loads_all(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
               Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
     """Decode every value in ``data`` (a command message body)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
     dec.init(data, max_depth, max_length, registry)
     cdef list values = []

@@ -17,8 +17,10 @@ from ._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
     DEFAULT_REGISTRY,
+    MAX_DEPTH_LIMIT,
     UNDEFINED,
     UNSUPPORTED,
+    XML,
     ClassAlias,
     ClassRegistry,
     Dictionary,
@@ -29,13 +31,12 @@ from ._amf_types import (
     Unsupported,
     Vector,
     XMLDocument,
-    XML,
     datetime_to_ms,
     ms_to_datetime,
 )
 from .errors import AMFDecodeError, AMFEncodeError
 
-__all__ = ["dumps", "loads", "dumps_all", "loads_all"]
+__all__ = ["dumps", "dumps_all", "loads", "loads_all"]
 
 _D = struct.Struct(">d")
 _H = struct.Struct(">H")
@@ -54,9 +55,11 @@ _VECTOR_MARKERS = {"int": 0x0D, "uint": 0x0E, "double": 0x0F, "object": 0x10}
 _INT_MIN, _INT_MAX = -0x10000000, 0x0FFFFFFF
 
 
-def _check_version(version: int) -> None:
+def _check_args(version: int, max_depth: int) -> None:
     if version != 0 and version != 3:
         raise ValueError(f"AMF version must be 0 or 3, not {version!r}")
+    if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be 1..{MAX_DEPTH_LIMIT}, not {max_depth!r}")
 
 
 # --- encoding ------------------------------------------------------------
@@ -447,7 +450,7 @@ def _utf8(s: str) -> bytes:
         raise AMFEncodeError(f"string is not encodable as UTF-8: {exc}") from None
 
 
-def _to_double(v: int | float) -> float:
+def _to_double(v: float) -> float:
     try:
         return float(v)
     except OverflowError:
@@ -457,23 +460,29 @@ def _to_double(v: int | float) -> float:
 def dumps(value: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
           registry: ClassRegistry | None = None) -> bytes:
     """Encode one value as AMF0 (``version=0``) or AMF3 (``version=3``)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     enc = _Encoder(registry, max_depth)
-    if version == 0:
-        enc.write0(value)
-    else:
-        enc.write3(value)
+    try:
+        if version == 0:
+            enc.write0(value)
+        else:
+            enc.write3(value)
+    except RecursionError:
+        raise AMFEncodeError("value nested too deep for the Python stack") from None
     return bytes(enc.out)
 
 
 def dumps_all(values: Iterable[Any], *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
               registry: ClassRegistry | None = None) -> bytes:
     """Encode a sequence of values back to back (a command message body)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     enc = _Encoder(registry, max_depth)
     write = enc.write0 if version == 0 else enc.write3
-    for value in values:
-        write(value)
+    try:
+        for value in values:
+            write(value)
+    except RecursionError:
+        raise AMFEncodeError("value nested too deep for the Python stack") from None
     return bytes(enc.out)
 
 
@@ -867,9 +876,12 @@ class _ExternalReader:
 def loads(data: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
           max_length: int = DEFAULT_MAX_LENGTH, registry: ClassRegistry | None = None) -> Any:
     """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error."""
-    _check_version(version)
+    _check_args(version, max_depth)
     dec = _Decoder(data, max_depth, max_length, registry)
-    value = dec.read0() if version == 0 else dec.read3()
+    try:
+        value = dec.read0() if version == 0 else dec.read3()
+    except RecursionError:
+        raise AMFDecodeError("AMF value nested too deep for the Python stack") from None
     if dec.pos != dec.end:
         raise AMFDecodeError(f"{dec.end - dec.pos} trailing bytes after the AMF value "
                              f"at offset {dec.pos}")
@@ -880,10 +892,13 @@ def loads_all(data: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH
               max_length: int = DEFAULT_MAX_LENGTH,
               registry: ClassRegistry | None = None) -> list[Any]:
     """Decode every value in ``data`` (a command message body)."""
-    _check_version(version)
+    _check_args(version, max_depth)
     dec = _Decoder(data, max_depth, max_length, registry)
     read = dec.read0 if version == 0 else dec.read3
     values = []
-    while dec.pos < dec.end:
-        values.append(read())
+    try:
+        while dec.pos < dec.end:
+            values.append(read())
+    except RecursionError:
+        raise AMFDecodeError("AMF value nested too deep for the Python stack") from None
     return values

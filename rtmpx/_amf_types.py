@@ -9,36 +9,40 @@ object as one decoded by the other.  The public names are re-exported by
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, Self
 
 from .errors import AMFDecodeError, AMFEncodeError
 
 __all__ = [
-    "UNDEFINED",
-    "UNSUPPORTED",
-    "Undefined",
-    "Unsupported",
-    "ECMAArray",
-    "TypedObject",
-    "XMLDocument",
-    "XML",
-    "Vector",
-    "Dictionary",
-    "MixedArray",
-    "ArrayCollection",
-    "ObjectProxy",
-    "ClassAlias",
-    "ClassRegistry",
-    "DEFAULT_REGISTRY",
-    "ExternalReader",
-    "ExternalWriter",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_LENGTH",
+    "DEFAULT_REGISTRY",
+    "MAX_DEPTH_LIMIT",
+    "UNDEFINED",
+    "UNSUPPORTED",
+    "XML",
+    "ArrayCollection",
+    "ClassAlias",
+    "ClassRegistry",
+    "Dictionary",
+    "ECMAArray",
+    "ExternalReader",
+    "ExternalWriter",
+    "MixedArray",
+    "ObjectProxy",
+    "TypedObject",
+    "Undefined",
+    "Unsupported",
+    "Vector",
+    "XMLDocument",
 ]
 
 #: Deepest nesting of containers a decode (or encode) accepts by default.
 DEFAULT_MAX_DEPTH = 64
+#: The largest ``max_depth`` allowed: decoding recurses, and the C stack (or
+#: Python's recursion limit, for the pure twin) must hold every level.
+MAX_DEPTH_LIMIT = 256
 #: Largest string, array, ByteArray, vector or dictionary length accepted by
 #: default (RTMP messages are at most 16 MiB - 1 anyway).
 DEFAULT_MAX_LENGTH = 16 * 1024 * 1024
@@ -50,10 +54,10 @@ class Undefined:
     __slots__ = ()
     _instance: Undefined | None = None
 
-    def __new__(cls) -> Undefined:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = object.__new__(cls)
-        return cls._instance
+        return cls._instance  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return "UNDEFINED"
@@ -71,10 +75,10 @@ class Unsupported:
     __slots__ = ()
     _instance: Unsupported | None = None
 
-    def __new__(cls) -> Unsupported:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = object.__new__(cls)
-        return cls._instance
+        return cls._instance  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return "UNSUPPORTED"
@@ -158,7 +162,7 @@ class Vector(list):  # type: ignore[type-arg]
     name of an object vector ("" or "*" for any).
     """
 
-    __slots__ = ("kind", "fixed", "type_name")
+    __slots__ = ("fixed", "kind", "type_name")
 
     def __init__(self, items: Iterable[Any] = (), kind: str = "object", fixed: bool = False,
                  type_name: str = "") -> None:
@@ -224,7 +228,7 @@ class Dictionary(dict):  # type: ignore[type-arg]
 class MixedArray:
     """An AMF3 array with both a dense part (a list) and named keys (a dict)."""
 
-    __slots__ = ("dense", "assoc")
+    __slots__ = ("assoc", "dense")
 
     def __init__(self, dense: Iterable[Any] = (), assoc: Mapping[str, Any] | None = None) -> None:
         self.dense: list[Any] = list(dense)
@@ -243,7 +247,7 @@ class MixedArray:
 
 # --- dates ---------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -287,7 +291,7 @@ class ExternalWriter(Protocol):
 class ClassAlias:
     """One registry entry: how a wire class name maps to a Python type."""
 
-    __slots__ = ("alias", "cls", "externalizable", "to_dict", "from_dict", "read", "write")
+    __slots__ = ("alias", "cls", "externalizable", "from_dict", "read", "to_dict", "write")
 
     def __init__(self, alias: str, cls: type, *, externalizable: bool = False,
                  to_dict: Callable[[Any], Mapping[str, Any]] | None = None,

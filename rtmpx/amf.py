@@ -58,9 +58,10 @@ names map to Python types only through an explicit :class:`ClassRegistry`
 (:data:`DEFAULT_REGISTRY` knows Flex's ArrayCollection and ObjectProxy);
 other typed objects decode to :class:`TypedObject`, and an unregistered
 externalizable class is an error.  XML stays text.  ``max_depth`` bounds
-nesting (decode and encode), ``max_length`` bounds every length, and no
-length is trusted beyond the bytes that actually remain; reference indexes
-are checked against their tables.  Any input gives a value or
+nesting (decode and encode; at most ``MAX_DEPTH_LIMIT``, 256, so that the
+stack holds every level), ``max_length`` bounds every length, and no length
+is trusted beyond the bytes that actually remain; reference indexes are
+checked against their tables.  Any input gives a value or
 :class:`~rtmpx.AMFDecodeError`.
 
 Set ``RTMPX_PUREPYTHON=1`` to use the pure-Python twin instead of the
@@ -75,8 +76,10 @@ from ._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
     DEFAULT_REGISTRY,
+    MAX_DEPTH_LIMIT,
     UNDEFINED,
     UNSUPPORTED,
+    XML,
     ArrayCollection,
     ClassAlias,
     ClassRegistry,
@@ -91,9 +94,8 @@ from ._amf_types import (
     Unsupported,
     Vector,
     XMLDocument,
-    XML,
 )
-from .errors import AMFDecodeError, AMFEncodeError  # noqa: F401  (re-exported)
+from .errors import AMFDecodeError, AMFEncodeError
 
 if os.environ.get("RTMPX_PUREPYTHON") == "1":
     from ._amf_py import dumps, dumps_all, loads, loads_all
@@ -109,11 +111,32 @@ def implementation() -> str:
 
 
 __all__ = [
-    "dumps", "loads", "dumps_all", "loads_all", "implementation",
-    "AMFDecodeError", "AMFEncodeError",
-    "UNDEFINED", "UNSUPPORTED", "Undefined", "Unsupported",
-    "ECMAArray", "TypedObject", "XMLDocument", "XML", "Vector", "Dictionary", "MixedArray",
-    "ArrayCollection", "ObjectProxy",
-    "ClassAlias", "ClassRegistry", "DEFAULT_REGISTRY", "ExternalReader", "ExternalWriter",
-    "DEFAULT_MAX_DEPTH", "DEFAULT_MAX_LENGTH",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_REGISTRY",
+    "MAX_DEPTH_LIMIT",
+    "UNDEFINED",
+    "UNSUPPORTED",
+    "XML",
+    "AMFDecodeError",
+    "AMFEncodeError",
+    "ArrayCollection",
+    "ClassAlias",
+    "ClassRegistry",
+    "Dictionary",
+    "ECMAArray",
+    "ExternalReader",
+    "ExternalWriter",
+    "MixedArray",
+    "ObjectProxy",
+    "TypedObject",
+    "Undefined",
+    "Unsupported",
+    "Vector",
+    "XMLDocument",
+    "dumps",
+    "dumps_all",
+    "implementation",
+    "loads",
+    "loads_all",
 ]

@@ -15,11 +15,11 @@ Everything rtmpx raises on purpose derives from :class:`RtmpError`:
 from __future__ import annotations
 
 __all__ = [
-    "RtmpError",
-    "ProtocolError",
-    "HandshakeError",
     "AMFDecodeError",
     "AMFEncodeError",
+    "HandshakeError",
+    "ProtocolError",
+    "RtmpError",
 ]
 
 

@@ -11,7 +11,7 @@ import math
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -19,10 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rtmpx
-from rtmpx import _amf, _amf_py, amf as facade
+from rtmpx import _amf, _amf_py
+from rtmpx import amf as facade
 from rtmpx.amf import (
     UNDEFINED,
     UNSUPPORTED,
+    XML,
     ArrayCollection,
     ClassRegistry,
     Dictionary,
@@ -31,7 +33,6 @@ from rtmpx.amf import (
     ObjectProxy,
     TypedObject,
     Vector,
-    XML,
     XMLDocument,
 )
 
@@ -42,7 +43,7 @@ texts = st.text(max_size=40)
 finite = st.floats(allow_nan=False)
 dates = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-    timezones=st.just(timezone.utc),
+    timezones=st.just(UTC),
 ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
 hashable = st.one_of(texts, st.integers(-2**31, 2**31), finite, st.booleans(), st.none())
 
@@ -213,7 +214,7 @@ def test_dates(amf: Any) -> None:
     moment = datetime(2026, 11, 20, 12, 30, 1, 250000, tzinfo=timezone(timedelta(hours=2)))
     for version in (0, 3):
         out = amf.loads(amf.dumps(moment, version=version), version=version)
-        assert out == moment and out.tzinfo == timezone.utc
+        assert out == moment and out.tzinfo == UTC
     with pytest.raises(rtmpx.AMFEncodeError):
         amf.dumps(datetime(2026, 1, 1))  # naive: ambiguous
     with pytest.raises(rtmpx.AMFDecodeError):
