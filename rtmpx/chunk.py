@@ -1,0 +1,17 @@
+"""The RTMP chunk stream: :class:`Message`, :class:`ChunkReader`, :class:`ChunkWriter`.
+
+Re-exports the compiled :mod:`rtmpx._chunk` (or, with
+``RTMPX_PUREPYTHON=1``, the pure twin :mod:`rtmpx._chunk_py`); see the
+twin's docstring for the full API and limits.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("RTMPX_PUREPYTHON") == "1":
+    from ._chunk_py import ChunkReader, ChunkWriter, Message
+else:
+    from ._chunk import ChunkReader, ChunkWriter, Message
+
+__all__ = ["ChunkReader", "ChunkWriter", "Message"]

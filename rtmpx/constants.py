@@ -1,0 +1,46 @@
+"""RTMP numbers: message types, user control events, defaults."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MessageType", "UserControlEvent"]
+
+DEFAULT_PORT = 1935
+DEFAULT_TLS_PORT = 443
+
+
+class MessageType(IntEnum):
+    """Message type ids (the ``type_id`` of a :class:`~rtmpx.Message`)."""
+
+    SET_CHUNK_SIZE = 1
+    ABORT = 2
+    ACKNOWLEDGEMENT = 3
+    USER_CONTROL = 4
+    WINDOW_ACK_SIZE = 5
+    SET_PEER_BANDWIDTH = 6
+    AUDIO = 8
+    VIDEO = 9
+    DATA_AMF3 = 15
+    SHARED_OBJECT_AMF3 = 16
+    COMMAND_AMF3 = 17
+    DATA_AMF0 = 18
+    SHARED_OBJECT_AMF0 = 19
+    COMMAND_AMF0 = 20
+    AGGREGATE = 22
+
+
+class UserControlEvent(IntEnum):
+    """User control (message type 4) event types."""
+
+    STREAM_BEGIN = 0
+    STREAM_EOF = 1
+    STREAM_DRY = 2
+    SET_BUFFER_LENGTH = 3
+    STREAM_IS_RECORDED = 4
+    PING_REQUEST = 6
+    PING_RESPONSE = 7
+    SWF_VERIFY_REQUEST = 0x1A
+    SWF_VERIFY_RESPONSE = 0x1B
+    BUFFER_EMPTY = 0x1F
+    BUFFER_READY = 0x20
