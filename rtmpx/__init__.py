@@ -8,13 +8,21 @@ the commands that install and run it.
 from __future__ import annotations
 
 from ._version import __version__
+from .chunk import ChunkReader, ChunkWriter, Message
 from .errors import AMFDecodeError, AMFEncodeError, HandshakeError, ProtocolError, RtmpError
+from .session import ClientSession, ServerSession, SessionConfig
 
 __all__ = [
     "AMFDecodeError",
     "AMFEncodeError",
+    "ChunkReader",
+    "ChunkWriter",
+    "ClientSession",
     "HandshakeError",
+    "Message",
     "ProtocolError",
     "RtmpError",
+    "ServerSession",
+    "SessionConfig",
     "__version__",
 ]

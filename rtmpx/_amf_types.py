@@ -125,7 +125,7 @@ class TypedObject(dict):  # type: ignore[type-arg]
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"TypedObject({self.class_name!r}, {dict.__repr__(self)})"
@@ -184,7 +184,7 @@ class Vector(list):  # type: ignore[type-arg]
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         extra = f", type_name={self.type_name!r}" if self.type_name else ""
@@ -216,7 +216,7 @@ class Dictionary(dict):  # type: ignore[type-arg]
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"Dictionary({dict.__repr__(self)}, weak_keys={self.weak_keys})"
@@ -347,7 +347,7 @@ class ClassRegistry:
             to_dict = vars
         if from_dict is None:
             def from_dict(members: dict[str, Any], _cls: type = cls) -> Any:
-                obj = _cls.__new__(_cls)
+                obj: Any = object.__new__(_cls)
                 obj.__dict__.update(members)
                 return obj
         return self._add(ClassAlias(alias, cls, to_dict=to_dict, from_dict=from_dict))

@@ -71,6 +71,7 @@ compiled core; :func:`implementation` tells which one is in use.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ._amf_types import (
     DEFAULT_MAX_DEPTH,
@@ -97,7 +98,7 @@ from ._amf_types import (
 )
 from .errors import AMFDecodeError, AMFEncodeError
 
-if os.environ.get("RTMPX_PUREPYTHON") == "1":
+if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
     from ._amf_py import dumps, dumps_all, loads, loads_all
     _IMPLEMENTATION = "python"
 else:

@@ -8,8 +8,9 @@ twin's docstring for the full API.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-if os.environ.get("RTMPX_PUREPYTHON") == "1":
+if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
     from ._handshake_py import (
         DEFAULT_CLIENT_VERSION,
         DEFAULT_SERVER_VERSION,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -704,18 +704,20 @@ class ServerSession(_Session):
     def send_audio(self, stream_id: int, timestamp: int, payload: bytes) -> None:
         """Send an audio message (an FLV audio tag body) to a player."""
         self._playing(stream_id)
-        self._out.append(self._writer.encode(Message(MT.AUDIO, payload, timestamp, stream_id)))
+        self._out.append(self._writer.encode(
+            Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     def send_video(self, stream_id: int, timestamp: int, payload: bytes) -> None:
         """Send a video message (an FLV video tag body) to a player."""
         self._playing(stream_id)
-        self._out.append(self._writer.encode(Message(MT.VIDEO, payload, timestamp, stream_id)))
+        self._out.append(self._writer.encode(
+            Message(MT.VIDEO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     def send_data(self, stream_id: int, timestamp: int, payload: bytes) -> None:
         """Send an AMF0 data message body as is (e.g. ``Metadata.payload``)."""
         self._playing(stream_id)
         self._out.append(self._writer.encode(
-            Message(MT.DATA_AMF0, payload, timestamp, stream_id)))
+            Message(MT.DATA_AMF0, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     def send_metadata(self, stream_id: int, metadata: dict[str, Any],
                       timestamp: int = 0) -> None:
@@ -906,12 +908,14 @@ class ClientSession(_Session):
     def send_audio(self, stream_id: int, timestamp: int, payload: bytes) -> None:
         """Publish an audio message (an FLV audio tag body), timestamp in ms."""
         self._publishing(stream_id)
-        self._out.append(self._writer.encode(Message(MT.AUDIO, payload, timestamp, stream_id)))
+        self._out.append(self._writer.encode(
+            Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     def send_video(self, stream_id: int, timestamp: int, payload: bytes) -> None:
         """Publish a video message (an FLV video tag body), timestamp in ms."""
         self._publishing(stream_id)
-        self._out.append(self._writer.encode(Message(MT.VIDEO, payload, timestamp, stream_id)))
+        self._out.append(self._writer.encode(
+            Message(MT.VIDEO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     def send_metadata(self, stream_id: int, metadata: dict[str, Any],
                       timestamp: int = 0) -> None:
@@ -923,7 +927,7 @@ class ClientSession(_Session):
         """Publish an AMF0 data message body as is."""
         self._publishing(stream_id)
         self._out.append(self._writer.encode(
-            Message(MT.DATA_AMF0, payload, timestamp, stream_id)))
+            Message(MT.DATA_AMF0, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
     # -- from the server ------------------------------------------------------------
 
@@ -998,6 +1002,10 @@ class ClientSession(_Session):
 
 # --- argument helpers --------------------------------------------------------------
 
+def _bytes(payload: bytes | bytearray | memoryview) -> bytes:
+    return payload if type(payload) is bytes else bytes(payload)
+
+
 def _str_arg(args: tuple[Any, ...], i: int) -> str:
     if len(args) <= i:
         return ""
@@ -1015,6 +1023,3 @@ def _num_arg(args: tuple[Any, ...], i: int, default: float) -> float:
         raise ProtocolError(f"expected a number argument, got {type(value).__name__}")
     return float(value)
 
-
-def _unused(*_: Iterable[Any]) -> None:  # pragma: no cover
-    pass
