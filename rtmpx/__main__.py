@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import RtmpError
@@ -29,12 +33,87 @@ def _amf_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run the command's coroutine, on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return int(uvloop.run(coro))
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
+            pass
+    await stop.wait()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import Server
+    from .stats import StatsServer
+
+    tls = None
+    if args.tls_cert:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+
+    async def main() -> int:
+        server = Server(args.host, args.port, ssl=tls, record_dir=args.record,
+                        push=args.push, pull=args.pull,
+                        duplicate_publish="replace" if args.replace else "reject")
+        await server.start()
+        stats = None
+        if args.stats_port is not None:
+            stats = StatsServer(server, args.stats_host, args.stats_port)
+            await stats.start()
+        scheme = "rtmps" if tls else "rtmp"
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        print(f"rtmpx {__version__} serving {scheme}://{shown}:{server.port}/APP/STREAM"
+              + (f", stats on http://{args.stats_host}:{stats.port}/stats" if stats else ""),
+              flush=True)
+        try:
+            await _until_signal()
+        finally:
+            if stats is not None:
+                await stats.close()
+            await server.close()
+        return 0
+
+    return _run(main())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rtmpx`` command."""
     parser = argparse.ArgumentParser(
         prog="rtmpx", description="Fast, typed RTMP for Python.")
     parser.add_argument("--version", action="version", version=f"rtmpx {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"], help="log level (info)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run an RTMP server (live relay, recording)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    serve.add_argument("--port", type=int, default=1935, help="port to listen on (1935)")
+    serve.add_argument("--record", metavar="DIR", help="record every stream to DIR/app/name-TIME.flv")
+    serve.add_argument("--stats-port", type=int, metavar="N",
+                       help="serve JSON stats (/stats) and Prometheus text (/metrics) on port N")
+    serve.add_argument("--stats-host", default="127.0.0.1", help="stats address (127.0.0.1)")
+    serve.add_argument("--push", action="append", default=[], metavar="URL",
+                       help="republish every live stream to URL (rtmp://host/app), repeatable")
+    serve.add_argument("--pull", metavar="URL",
+                       help="fetch streams that have no local publisher from URL (rtmp://origin/app)")
+    serve.add_argument("--replace", action="store_true",
+                       help="a second publisher of a live key replaces the first (default: reject)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve RTMPS with this certificate")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.set_defaults(func=_serve)
 
     amf_parser = commands.add_parser("amf", help="encode or decode AMF0/AMF3 values")
     amf_commands = amf_parser.add_subparsers(dest="amf_command", required=True, metavar="ACTION")
@@ -53,11 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rtmpx`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (RtmpError, ValueError) as exc:
+    except (RtmpError, ValueError, OSError) as exc:
         print(f"rtmpx: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

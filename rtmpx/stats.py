@@ -1,0 +1,111 @@
+"""A tiny HTTP endpoint for a server's stats: JSON and Prometheus text.
+
+``GET /stats`` (or ``/``) returns :meth:`rtmpx.Server.stats` as JSON;
+``GET /metrics`` returns the same numbers in the Prometheus text format.
+It reads one request line and its headers (bounded), answers, and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["StatsServer", "prometheus_text"]
+
+log = logging.getLogger("rtmpx.stats")
+
+_MAX_REQUEST = 8192
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(stats: dict[str, Any]) -> str:
+    """Server stats in the Prometheus exposition format (version 0.0.4)."""
+    lines = []
+
+    def metric(name: str, kind: str, help_text: str,
+               samples: list[tuple[dict[str, str], float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+
+    metric("rtmpx_uptime_seconds", "gauge", "Seconds since the server started.",
+           [({}, stats["uptime"])])
+    metric("rtmpx_connections", "gauge", "Open connections.", [({}, stats["connections"])])
+    metric("rtmpx_streams", "gauge", "Stream keys with a publisher or players.",
+           [({}, len(stats["streams"]))])
+    metric("rtmpx_publishers", "gauge", "Live publishers.", [({}, stats["publishers"])])
+    metric("rtmpx_players", "gauge", "Connected players.", [({}, stats["players"])])
+    metric("rtmpx_bytes_in_total", "counter", "Media bytes received from publishers.",
+           [({"stream": s["key"]}, s["publisher"]["bytes"] if s["publisher"] else 0)
+            for s in stats["streams"]])
+    metric("rtmpx_bytes_out_total", "counter", "Bytes sent to players.",
+           [({"stream": s["key"], "peer": p["peer"]}, p["bytes"])
+            for s in stats["streams"] for p in s["players"]])
+    metric("rtmpx_dropped_total", "counter", "Video messages dropped for slow players.",
+           [({"stream": s["key"], "peer": p["peer"]}, p["dropped"])
+            for s in stats["streams"] for p in s["players"]])
+    metric("rtmpx_player_queued_bytes", "gauge", "Bytes queued to a player, not yet sent.",
+           [({"stream": s["key"], "peer": p["peer"]}, p["queued_bytes"])
+            for s in stats["streams"] for p in s["players"]])
+    metric("rtmpx_player_lag_seconds", "gauge", "How long a player has been behind.",
+           [({"stream": s["key"], "peer": p["peer"]}, p["behind_seconds"])
+            for s in stats["streams"] for p in s["players"]])
+    return "\n".join(lines) + "\n"
+
+
+class StatsServer:
+    """Serves a :class:`~rtmpx.Server`'s stats over HTTP on ``host:port``."""
+
+    def __init__(self, server: Server, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.rtmp = server
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                  limit=_MAX_REQUEST)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("stats on http://%s:%d/stats and /metrics", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            parts = head.split(b"\r\n", 1)[0].split()
+            method, path = (parts[0], parts[1].split(b"?")[0]) if len(parts) >= 2 else (b"", b"")
+            if method not in (b"GET", b"HEAD"):
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif path in (b"/", b"/stats"):
+                status, ctype = "200 OK", "application/json"
+                body = json.dumps(self.rtmp.stats(), indent=1).encode()
+            elif path == b"/metrics":
+                status, ctype = "200 OK", "text/plain; version=0.0.4"
+                body = prometheus_text(self.rtmp.stats()).encode()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"try /stats or /metrics\n"
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+            if method != b"HEAD":
+                writer.write(body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                TimeoutError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,399 @@
+"""The asyncio server against real FFmpeg: relay, late joiners, extended
+timestamps, hooks, duplicate publish, slow players, RTMPS, ingest, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rtmpx
+from rtmpx.hub import HubLimits
+from rtmpx.server import Request, Server
+from rtmpx.stats import StatsServer
+
+from .peers import ffmpeg_exe, lavfi_publish_args, packet_count
+
+pytestmark = pytest.mark.interop
+
+
+async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
+    """Run a peer to its end (killed after ``timeout``): exit code, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except (TimeoutError, asyncio.TimeoutError):
+        proc.kill()
+        _, err = await proc.communicate()
+    return proc.returncode or 0, err.decode("utf-8", "replace")
+
+
+def publish_args(ffmpeg: str, url: str, seconds: float = 2.0, realtime: bool = True,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-loglevel", "error", *(["-re"] if realtime else []),
+            *lavfi_publish_args(seconds), *extra, "-f", "flv", url]
+
+
+HEAVY = ("-s", "640x360", "-b:v", "3M", "-minrate", "3M", "-maxrate", "3M",
+         "-bufsize", "1M")  # 3 Mbit/s of video: enough to fill a stalled player's buffers
+
+
+def shrink_send_buffers(server: Server) -> None:
+    """Make the kernel hold little for each connection, so that a stalled
+    player's backlog shows in the server's own (bounded) queue quickly."""
+    for conn in server.connections:
+        if conn.transport is not None:
+            sock = conn.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+
+
+def play_args(ffmpeg: str, url: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [ffmpeg, "-hide_banner", "-loglevel", "error", "-rw_timeout", "20000000",
+            "-i", url, *extra, "-c", "copy", "-f", "flv", str(out)]
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def sinks(server: Server, key: str) -> int:
+    channel = server.hub.get(key)
+    return len(channel.sinks) if channel is not None else 0
+
+
+def live(server: Server, key: str) -> bool:
+    channel = server.hub.get(key)
+    return channel is not None and channel.live
+
+
+def probe(ffmpeg: str, path: Path) -> list[tuple[int, int]]:
+    """(stream index, pts) of every packet of a file, as FFmpeg reads it."""
+    out = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-c", "copy", "-f",
+                          "framecrc", "-"], capture_output=True, text=True, timeout=60,
+                         check=True)
+    rows = []
+    for line in out.stdout.splitlines():
+        if line and not line.startswith("#"):
+            fields = [f.strip() for f in line.split(",")]
+            rows.append((int(fields[0]), int(fields[2])))
+    return rows
+
+
+def decode_errors(ffmpeg: str, path: Path) -> str:
+    """What FFmpeg complains about when it decodes a file from its first frame."""
+    out = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    return out.stderr
+
+
+async def test_relay_ffmpeg_to_ffmpeg_and_late_joiner(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/key"
+        early, late = tmp_path / "early.flv", tmp_path / "late.flv"
+        early_player = asyncio.create_task(run(*play_args(ffmpeg, url, early)))
+        await wait_for(lambda: sinks(server, "live/key") == 1)
+        publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=4.0)))
+        await wait_for(lambda: live(server, "live/key"))
+        await asyncio.sleep(1.7)  # join in the middle of a GOP
+        late_player = asyncio.create_task(run(*play_args(ffmpeg, url, late)))
+        code, err = await publisher
+        assert code == 0, err
+        for player in (early_player, late_player):
+            code, err = await asyncio.wait_for(player, 30)
+            assert code == 0, err
+    # the early player got every frame of the source: 4 s at 25 fps
+    assert packet_count(ffmpeg, early, "v:0") == 100
+    assert packet_count(ffmpeg, early, "a:0") > 150
+    late_frames = packet_count(ffmpeg, late, "v:0")
+    assert 20 < late_frames < 100
+    assert decode_errors(ffmpeg, late) == ""  # starts at a keyframe: no grey frames
+    codecs = subprocess.run([ffmpeg, "-hide_banner", "-i", str(late)], capture_output=True,
+                            text=True, timeout=30).stderr
+    assert "h264" in codecs and "aac" in codecs
+
+
+async def test_extended_timestamps_are_preserved(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    out = tmp_path / "out.framecrc"
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/ext"
+        # the player keeps the timestamps it receives (-copyts) and lists
+        # every packet with its pts (framecrc)
+        player = asyncio.create_task(run(
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-rw_timeout", "20000000", "-copyts",
+            "-i", url, "-c", "copy", "-f", "framecrc", str(out)))
+        await wait_for(lambda: server.hub.get("live/ext") is not None)
+        code, err = await run(*publish_args(ffmpeg, url, seconds=2.0,
+                                            extra=("-output_ts_offset", "16800")))
+        assert code == 0, err
+        code, err = await asyncio.wait_for(player, 30)
+        assert code == 0, err
+    video = [int(line.split(",")[2]) for line in out.read_text().splitlines()
+             if line.startswith("0,")]
+    assert len(video) == 50
+    assert min(video) == 16_800_000 > 0xFFFFFF  # every timestamp above 24 bits
+    assert video == [16_800_000 + 40 * i for i in range(50)]  # none lost or bent
+
+
+async def test_hooks_reject_bad_token_and_duplicate_publish_gets_badname() -> None:
+    ffmpeg = ffmpeg_exe()
+    seen: list[Request] = []
+
+    async def on_publish(request: Request) -> bool:
+        seen.append(request)
+        return request.params.get("token") == "s3cret"
+
+    async with Server(port=0, on_publish=on_publish) as server:
+        base = f"rtmp://127.0.0.1:{server.port}/live/cam"
+        code, _ = await run(*publish_args(ffmpeg, base + "?token=wrong", seconds=1),
+                            timeout=30)
+        assert code != 0
+        assert seen[-1].name == "cam" and seen[-1].query == "token=wrong"
+        assert not live(server, "live/cam")
+        first = asyncio.create_task(run(*publish_args(ffmpeg, base + "?token=s3cret",
+                                                      seconds=6)))
+        await wait_for(lambda: live(server, "live/cam"))
+        code, err = await run(*publish_args(ffmpeg, base + "?token=s3cret", seconds=1),
+                              timeout=30)
+        assert code != 0  # NetStream.Publish.BadName
+        assert live(server, "live/cam")  # the first one goes on
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_ingest_api_gets_every_frame() -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/ingest"
+        frames: list[Any] = []
+        metadata: list[dict[str, Any]] = []
+
+        async def consume() -> None:
+            async for stream in server.publishes():
+                assert stream.key == "live/ingest"
+                async for frame in stream:
+                    if isinstance(frame, rtmpx.events.Metadata):
+                        metadata.append(frame.metadata)
+                    else:
+                        frames.append(frame)
+                return
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        code, err = await run(*publish_args(ffmpeg, url, seconds=2.0, realtime=False))
+        assert code == 0, err
+        await asyncio.wait_for(consumer, 20)
+    video = [f for f in frames if f.kind == "video"]
+    assert metadata and metadata[0]["width"] == 160.0
+    assert video[0].is_sequence_header and video[0].codec == "avc"
+    coded = [f for f in video if not f.is_sequence_header and not f.is_end_of_sequence]
+    assert len(coded) == 50
+    assert sum(f.is_keyframe for f in coded) == 5  # -g 10
+    assert {f.codec for f in frames if f.kind == "audio"} == {"aac"}
+
+
+async def test_slow_player_does_not_slow_anyone(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    limits = HubLimits(max_queue=64 * 1024, max_lag=2.0)
+    out = tmp_path / "normal.flv"
+    async with Server(port=0, limits=limits) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/slow"
+        # a player that plays and then never reads again
+        session = rtmpx.ClientSession("live", f"rtmp://127.0.0.1:{server.port}/live")
+        session.connect()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stream_id = None
+        writer.write(session.data_to_send())
+        while stream_id is None:
+            for event in session.receive_data(await reader.read(65536)):
+                if isinstance(event, rtmpx.events.Connected):
+                    session.create_stream()
+                elif isinstance(event, rtmpx.events.StreamCreated):
+                    stream_id = event.stream_id
+                    session.play(stream_id, "slow")
+            writer.write(session.data_to_send())
+        await wait_for(lambda: sinks(server, "live/slow") == 1)
+        shrink_send_buffers(server)
+        normal = asyncio.create_task(run(*play_args(ffmpeg, url, out)))
+        await wait_for(lambda: sinks(server, "live/slow") == 2)
+        slow_sink = server.hub.get("live/slow").sinks[0]
+        started = time.monotonic()
+        code, err = await run(*publish_args(ffmpeg, url, seconds=6.0, extra=HEAVY))
+        elapsed = time.monotonic() - started
+        assert code == 0, err
+        code, err = await asyncio.wait_for(normal, 30)
+        assert code == 0, err
+        writer.close()
+    assert elapsed < 6.0 + 4.0  # the publisher ran at its own pace
+    assert packet_count(ffmpeg, out, "v:0") == 150  # the normal player lost nothing
+    assert slow_sink.stats.dropped > 0 or slow_sink.closed  # the slow one did
+
+
+async def test_slow_player_is_dropped_then_disconnected() -> None:
+    ffmpeg = ffmpeg_exe()
+    limits = HubLimits(max_queue=32 * 1024, max_lag=1.0)
+    async with Server(port=0, limits=limits) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/stall"
+        session = rtmpx.ClientSession("live", f"rtmp://127.0.0.1:{server.port}/live")
+        session.connect()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(session.data_to_send())
+        playing = False
+        while not playing:
+            for event in session.receive_data(await reader.read(65536)):
+                if isinstance(event, rtmpx.events.Connected):
+                    session.create_stream()
+                elif isinstance(event, rtmpx.events.StreamCreated):
+                    session.play(event.stream_id, "stall")
+                    playing = True
+            writer.write(session.data_to_send())
+        await wait_for(lambda: sinks(server, "live/stall") == 1)
+        shrink_send_buffers(server)
+        sink = server.hub.get("live/stall").sinks[0]
+        publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=5.0,
+                                                          extra=HEAVY)))
+        await wait_for(lambda: sink.stats.dropped > 0, 15)
+        peak = sink.queued_bytes
+        await wait_for(lambda: sink.closed, 15)
+        assert sink.stats.disconnected_for_lag or sink.closed
+        assert peak <= 2 * limits.max_queue + 256 * 1024  # bounded, whatever the player does
+        code, err = await publisher
+        assert code == 0, err
+        writer.close()
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    openssl = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", str(key),
+         "-out", str(cert)], capture_output=True, timeout=60, check=False)
+    if openssl.returncode != 0:
+        pytest.skip("openssl could not make a test certificate")
+    return cert, key
+
+
+async def test_rtmps_publish_over_tls(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async with Server(port=0, ssl=context) as server:
+        frames = 0
+
+        async def consume() -> None:
+            nonlocal frames
+            async for stream in server.publishes():
+                async for frame in stream:
+                    if getattr(frame, "kind", "") == "video":
+                        frames += 1
+                return
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        url = f"rtmps://127.0.0.1:{server.port}/live/tls"
+        code, err = await run(*publish_args(ffmpeg, url, seconds=1.0, realtime=False,
+                                            extra=("-tls_verify", "0")))
+        assert code == 0, err
+        await asyncio.wait_for(consumer, 20)
+    assert frames >= 25
+
+
+async def test_stats_endpoint_json_and_prometheus() -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0) as server:
+        stats = StatsServer(server, port=0)
+        await stats.start()
+        try:
+            url = f"rtmp://127.0.0.1:{server.port}/live/st"
+            publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=3.0)))
+            await wait_for(lambda: (c := server.hub.get("live/st")) is not None
+                           and c.messages_in > 10)
+
+            async def get(path: str) -> tuple[str, str]:
+                reader, writer = await asyncio.open_connection("127.0.0.1", stats.port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = await reader.read()
+                writer.close()
+                head, _, body = data.decode().partition("\r\n\r\n")
+                return head, body
+
+            head, body = await get("/stats")
+            assert "200 OK" in head
+            doc = json.loads(body)
+            assert doc["publishers"] == 1 and doc["streams"][0]["key"] == "live/st"
+            assert doc["bytes_in"] > 0
+            head, body = await get("/metrics")
+            assert "rtmpx_publishers 1" in body
+            assert 'rtmpx_bytes_in_total{stream="live/st"}' in body
+            head, _ = await get("/nope")
+            assert "404" in head
+            await publisher
+        finally:
+            await stats.close()
+
+
+async def test_limits_handshake_deadline_and_max_connections() -> None:
+    async with Server(port=0, handshake_timeout=1.0, max_connections=2) as server:
+        silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await wait_for(lambda: len(server.connections) == 2, 5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # refused: max_connections
+        writer.close()
+        for r, w in silent:  # dropped at the handshake deadline
+            assert await asyncio.wait_for(r.read(), 5) == b""
+            w.close()
+        await wait_for(lambda: not server.connections, 5)
+
+
+async def test_garbage_disconnects_only_that_peer() -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/ok"
+        publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=2.0)))
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x03" + bytes(1536) + bytes(1536) + b"\xff" * 5000)
+        try:
+            await asyncio.wait_for(reader.read(), 10)  # the server hangs up on us
+        except ConnectionResetError:
+            pass
+        writer.close()
+        await wait_for(lambda: len(server.connections) <= 1, 10)
+        code, err = await publisher
+        assert code == 0, err
+
+
+async def test_graceful_shutdown_tells_players(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    out = tmp_path / "p.flv"
+    server = Server(port=0, record_dir=tmp_path / "rec")
+    await server.start()
+    url = f"rtmp://127.0.0.1:{server.port}/live/down"
+    player = asyncio.create_task(run(*play_args(ffmpeg, url, out)))
+    publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=20.0)))
+    await wait_for(lambda: (c := server.hub.get("live/down")) is not None and c.live
+                   and c.messages_in > 30)
+    await server.close()
+    code, err = await asyncio.wait_for(player, 20)
+    assert code == 0, err  # the player ended cleanly with what it had
+    publisher.cancel()
+    await asyncio.gather(publisher, return_exceptions=True)
+    assert packet_count(ffmpeg, out, "v:0") > 0
+    recordings = list((tmp_path / "rec" / "live").glob("down-*.flv"))
+    assert len(recordings) == 1 and packet_count(ffmpeg, recordings[0], "v:0") > 0
