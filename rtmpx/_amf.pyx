@@ -13,7 +13,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.float cimport PyFloat_FromDouble
-from cpython.list cimport PyList_Append
+from cpython.list cimport PyList_Append, PyList_SET_ITEM
 from cpython.long cimport PyLong_FromVoidPtr
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
@@ -50,6 +50,7 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(PyObject* s)
     void* PyUnicode_DATA(PyObject* s)
     void Py_XDECREF(PyObject* o)
+    PyObject* PyList_GET_ITEM_PTR "PyList_GET_ITEM" (object lst, Py_ssize_t i)
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyUnicode_CheckExact(object o)
     bint PyUnicode_Check(object o)
@@ -880,7 +881,10 @@ cdef class _Decoder:
         if marker == 0x00:
             return PyFloat_FromDouble(self.double())
         if marker == 0x02:
-            return self.text(self.u16())
+            n = self.u16()
+            if n > self.max_length:
+                self.length_error(n, 1)
+            return PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
         if marker == 0x03:
             obj = {}
             self.refs0.append(obj)
@@ -899,11 +903,16 @@ cdef class _Decoder:
         if marker == 0x0A:
             n = self.u32()
             self.check_length(n, 1)
-            obj = []
+            # sized once (n is bounded by the bytes left), filled in place;
+            # every slot holds a valid object (None) until it is read
+            obj = [None] * n
             self.refs0.append(obj)
             self.enter()
             for i in range(n):
-                PyList_Append(obj, self.read0())
+                item = self.read0()
+                Py_INCREF(item)
+                Py_XDECREF(PyList_GET_ITEM_PTR(obj, i))  # the None placeholder
+                PyList_SET_ITEM(obj, i, item)
             self.depth -= 1
             return obj
         if marker == 0x06:
