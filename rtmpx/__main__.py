@@ -89,6 +89,105 @@ def _serve(args: argparse.Namespace) -> int:
     return _run(main())
 
 
+class _Progress:
+    """One status line on stderr, rewritten at most twice a second."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.started = self.shown = asyncio.get_running_loop().time()
+        self.tags = 0
+        self.bytes = 0
+        self.media_ms = 0
+
+    def add(self, timestamp: int, size: int) -> None:
+        self.tags += 1
+        self.bytes += size
+        self.media_ms = timestamp
+        now = asyncio.get_running_loop().time()
+        if now - self.shown >= 0.5:
+            self.shown = now
+            self.show(now)
+
+    def show(self, now: float | None = None, end: str = "") -> None:
+        now = asyncio.get_running_loop().time() if now is None else now
+        elapsed = max(now - self.started, 1e-6)
+        print(f"\r{self.verb} {self.media_ms / 1000:8.1f} s media  {self.tags:7d} tags  "
+              f"{self.bytes / 1e6:8.2f} MB  {self.bytes * 8 / elapsed / 1e6:6.2f} Mbit/s",
+              end=end, file=sys.stderr, flush=True)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .client import connect
+    from .flv import FLVReader
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        async with connect(args.url) as client, await client.publish() as stream:
+            progress = _Progress("published")
+            offset = 0
+            while True:
+                first: int | None = None
+                clock = loop.time()
+                last = 0
+                with FLVReader(args.file) as reader:
+                    for tag in reader:
+                        timestamp = (tag.timestamp + offset) & 0xFFFFFFFF
+                        if first is None:
+                            first = tag.timestamp
+                        if not args.no_realtime:
+                            due = clock + (tag.timestamp - first) / 1000
+                            delay = due - loop.time()
+                            if delay > 0:
+                                await asyncio.sleep(delay)
+                        if tag.is_script:
+                            values = tag.script()
+                            if len(values) >= 2 and values[0] == "onMetaData" \
+                                    and isinstance(values[1], dict):
+                                await stream.send_metadata(values[1], timestamp)
+                            continue
+                        if tag.is_video:
+                            await stream.send_video(timestamp, tag.payload)
+                        elif tag.is_audio:
+                            await stream.send_audio(timestamp, tag.payload)
+                        last = tag.timestamp
+                        progress.add(timestamp, len(tag.payload))
+                if not args.loop or first is None:
+                    break
+                offset += last - first + 40  # the next pass starts one frame later
+            progress.show(end="\n")
+        return 0
+
+    return _run(main())
+
+
+def _play(args: argparse.Namespace) -> int:
+    from .client import connect
+    from .events import Metadata
+    from .flv import FLVWriter
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        deadline = None if args.duration is None else loop.time() + args.duration
+        async with connect(args.url) as client:
+            with FLVWriter(args.output) as writer:
+                progress = _Progress("recorded")
+                stream = client.play()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        async for item in stream:
+                            if isinstance(item, Metadata):
+                                writer.write_tag(18, item.timestamp, item.payload)
+                                continue
+                            writer.write_frame(item)
+                            progress.add(item.timestamp, len(item.payload))
+                except TimeoutError:
+                    pass  # --duration reached
+                progress.show(end="\n")
+        return 0
+
+    return _run(main())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rtmpx`` command."""
     parser = argparse.ArgumentParser(
@@ -114,6 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM", help="serve RTMPS with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     serve.set_defaults(func=_serve)
+
+    pub = commands.add_parser("publish", help="publish an FLV file to an RTMP server")
+    pub.add_argument("file", help="the FLV file")
+    pub.add_argument("url", help="rtmp://host[:port]/app/stream (rtmps:// for TLS)")
+    pub.add_argument("--loop", action="store_true", help="start over at the end, forever")
+    pub.add_argument("--no-realtime", action="store_true",
+                     help="send as fast as possible instead of at the file's pace")
+    pub.set_defaults(func=_publish)
+
+    play = commands.add_parser("play", help="record a stream from an RTMP server to FLV")
+    play.add_argument("url", help="rtmp://host[:port]/app/stream")
+    play.add_argument("-o", "--output", required=True, help="the FLV file to write")
+    play.add_argument("--duration", type=float, metavar="S",
+                      help="stop after S seconds (default: until the stream ends)")
+    play.set_defaults(func=_play)
 
     amf_parser = commands.add_parser("amf", help="encode or decode AMF0/AMF3 values")
     amf_commands = amf_parser.add_subparsers(dest="amf_command", required=True, metavar="ACTION")

@@ -6,6 +6,7 @@ A killed server leaves a file that FFmpeg reads to its last complete tag.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,15 @@ class Recorder:
         self._first: int | None = None
         last = None
         if append and path.exists():
+            size = path.stat().st_size
+            end = 13  # after the header and PreviousTagSize0
             with FLVReader(path) as reader:
                 for tag in reader:
-                    last = tag.timestamp
+                    tag_end = tag.offset + 15 + len(tag.payload)
+                    if tag_end <= size:  # complete, with its PreviousTagSize
+                        last, end = tag.timestamp, tag_end
+            if end < size:  # a killed recording: drop its torn last tag
+                os.truncate(path, end)
         self.writer = FLVWriter(path, append=append and path.exists())
         self._resume_after = last
         self.tags = 0

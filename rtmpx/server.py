@@ -709,6 +709,10 @@ class Server:
         if self._relays is not None:
             self._relays.player_joined(channel)
 
+    def _relays_pull_done(self, puller: Any) -> None:
+        if self._relays is not None:
+            self._relays.pull_done(puller)
+
     def _player_left(self, channel: Channel) -> None:
         if self._relays is not None:
             self._relays.player_left(channel)
