@@ -28,7 +28,7 @@ from .chunk import ChunkWriter, Message
 from .constants import MessageType as MT
 from .media import is_sequence_header, is_video_keyframe
 
-__all__ = ["Hub", "Channel", "Sink", "SinkStats", "Transport", "HubLimits"]
+__all__ = ["Channel", "Hub", "HubLimits", "Sink", "SinkStats", "Transport"]
 
 log = logging.getLogger("rtmpx.server")
 
@@ -80,9 +80,22 @@ class SinkStats:
 class Sink:
     """One player of a channel: a message stream on some connection."""
 
-    __slots__ = ("transport", "stream_id", "chunk_size", "limits", "stats", "peer",
-                 "audio", "video", "_skip_to_key", "_behind_since", "_started", "on_kick",
-                 "closed", "_flush")
+    __slots__ = (
+        "_behind_since",
+        "_flush",
+        "_skip_to_key",
+        "_started",
+        "audio",
+        "chunk_size",
+        "closed",
+        "limits",
+        "on_kick",
+        "peer",
+        "stats",
+        "stream_id",
+        "transport",
+        "video",
+    )
 
     def __init__(self, transport: Transport, stream_id: int, chunk_size: int,
                  limits: HubLimits, *, peer: str = "",

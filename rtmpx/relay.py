@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .hub import Channel
     from .server import Request, Server, _Publication
 
-__all__ = ["Relays", "Pusher", "Puller"]
+__all__ = ["Puller", "Pusher", "Relays"]
 
 log = logging.getLogger("rtmpx.relay")
 
@@ -37,7 +37,7 @@ MAX_BACKOFF = 30.0
 
 def _push_targets(push: list[Any]) -> list[tuple[str | None, str]]:
     """Push entries as (local app or None for every app, upstream URL)."""
-    targets = []
+    targets: list[tuple[str | None, str]] = []
     for entry in push:
         if isinstance(entry, str):
             targets.append((None, entry))
@@ -95,7 +95,7 @@ class Pusher:
                     await self._forward(stream)
             except asyncio.CancelledError:
                 raise
-            except (OSError, RtmpError, TimeoutError, asyncio.TimeoutError) as exc:
+            except (OSError, RtmpError, TimeoutError) as exc:
                 log.warning("push %s -> %s failed: %s; retry in %.0f s", self.channel.key,
                             self.url, exc, backoff)
             self.connected = False
@@ -198,7 +198,7 @@ class Puller:
                         channel.media(_AUDIO, item.timestamp, bytes(item.payload), now)
         except asyncio.CancelledError:
             pass
-        except (OSError, RtmpError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (OSError, RtmpError, TimeoutError) as exc:
             log.warning("pull %s from %s failed: %s", self.channel.key, self.url, exc)
         finally:
             self.closed = True
@@ -253,7 +253,7 @@ class Relays:
             del self.pullers[puller.channel.key]
 
     async def close(self) -> None:
-        tasks = [p.stop() for ps in self.pushers.values() for p in ps]
+        tasks: list[Any] = [p.stop() for ps in self.pushers.values() for p in ps]
         for puller in self.pullers.values():
             puller.close()
             tasks.append(asyncio.gather(puller.task, return_exceptions=True))

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 from .constants import MessageType as MT
@@ -55,7 +55,7 @@ from .hub import Channel, Hub, HubLimits, Sink
 from .media import parse_audio, parse_video
 from .session import ServerSession, SessionConfig
 
-__all__ = ["Server", "Request", "IncomingStream"]
+__all__ = ["IncomingStream", "Request", "Server"]
 
 log = logging.getLogger("rtmpx.server")
 
@@ -185,7 +185,7 @@ class IncomingStream:
 class _Publication:
     """A publishing message stream of a connection."""
 
-    __slots__ = ("stream_id", "channel", "request", "recorder")
+    __slots__ = ("channel", "recorder", "request", "stream_id")
 
     def __init__(self, stream_id: int, channel: Channel, request: Request) -> None:
         self.stream_id = stream_id
@@ -327,11 +327,10 @@ class _Connection(asyncio.Protocol):
                     entry[0].video = event.enabled
         elif isinstance(event, Pause):
             self._pause(event)
-        elif isinstance(event, Seek):
-            if event.stream_id in self.sinks:
-                self.session.send_status(event.stream_id, "NetStream.Seek.Notify",
-                                         "Seeking a live stream restarts at a keyframe.")
-                self.sinks[event.stream_id][0].restart()
+        elif isinstance(event, Seek) and event.stream_id in self.sinks:
+            self.session.send_status(event.stream_id, "NetStream.Seek.Notify",
+                                     "Seeking a live stream restarts at a keyframe.")
+            self.sinks[event.stream_id][0].restart()
 
     def _decide(self, decision: Awaitable[None]) -> None:
         """Run a decision (which may await a hook) and flush its answer."""
@@ -567,12 +566,12 @@ class Server:
             task.cancel()
         try:
             await asyncio.wait_for(server.wait_closed(), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             for conn in list(self.connections):
                 conn.abort()
         log.info("server closed")
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -613,7 +612,7 @@ class Server:
             result = hook(request)
             if inspect.isawaitable(result):
                 result = await result
-        except Exception as exc:  # a hook that raises rejects, with its message
+        except Exception as exc:  # noqa: BLE001 - a hook that raises rejects, with its reason
             log.info("%s hook rejected %s: %s", name, request.key, exc)
             return False, str(exc) or type(exc).__name__
         if result is False:

@@ -78,6 +78,8 @@ from .handshake import ClientHandshake, ServerHandshake
 
 __all__ = ["ClientSession", "ServerSession", "SessionConfig", "split_query"]
 
+Buffer = bytes | bytearray | memoryview
+
 _U32 = struct.Struct(">I")
 _UC_U32 = struct.Struct(">HI")
 _UC_BUFFER = struct.Struct(">HII")
@@ -309,11 +311,16 @@ class _Session:
 
     def _on_command_message(self, m: Message) -> None:
         values = self._decode_amf(m)
-        if len(values) < 2 or not isinstance(values[0], str) \
-                or not isinstance(values[1], (int, float)) or isinstance(values[1], bool):
+        if not values or not isinstance(values[0], str):
             raise ProtocolError(f"malformed command message: {values[:2]!r}")
+        txn = values[1] if len(values) > 1 else None
+        if not isinstance(txn, (int, float)) or isinstance(txn, bool):
+            # FFmpeg's listen mode sends onFCPublish as the name alone: a
+            # command without a transaction id is taken as transaction 0
+            self._on_command(m.stream_id, values[0], 0.0, None, tuple(values[1:]))
+            return
         obj = values[2] if len(values) > 2 else None
-        self._on_command(m.stream_id, values[0], float(values[1]), obj, tuple(values[3:]))
+        self._on_command(m.stream_id, values[0], float(txn), obj, tuple(values[3:]))
 
     def _on_control(self, m: Message) -> None:
         p = m.payload
@@ -701,19 +708,19 @@ class ServerSession(_Session):
         if stream is None or stream.state != S.PLAYING:
             raise RtmpError(f"stream {stream_id} is not playing")
 
-    def send_audio(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_audio(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send an audio message (an FLV audio tag body) to a player."""
         self._playing(stream_id)
         self._out.append(self._writer.encode(
             Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
-    def send_video(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_video(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send a video message (an FLV video tag body) to a player."""
         self._playing(stream_id)
         self._out.append(self._writer.encode(
             Message(MT.VIDEO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
-    def send_data(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_data(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send an AMF0 data message body as is (e.g. ``Metadata.payload``)."""
         self._playing(stream_id)
         self._out.append(self._writer.encode(
@@ -905,13 +912,13 @@ class ClientSession(_Session):
         if stream is None or stream.state != S.PUBLISHING:
             raise RtmpError(f"stream {stream_id} is not publishing")
 
-    def send_audio(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_audio(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish an audio message (an FLV audio tag body), timestamp in ms."""
         self._publishing(stream_id)
         self._out.append(self._writer.encode(
             Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
 
-    def send_video(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_video(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish a video message (an FLV video tag body), timestamp in ms."""
         self._publishing(stream_id)
         self._out.append(self._writer.encode(
@@ -923,7 +930,7 @@ class ClientSession(_Session):
         self.send_data(stream_id, timestamp, amf.dumps_all(
             ["@setDataFrame", "onMetaData", amf.ECMAArray(metadata)]))
 
-    def send_data(self, stream_id: int, timestamp: int, payload: bytes) -> None:
+    def send_data(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish an AMF0 data message body as is."""
         self._publishing(stream_id)
         self._out.append(self._writer.encode(
@@ -1002,7 +1009,7 @@ class ClientSession(_Session):
 
 # --- argument helpers --------------------------------------------------------------
 
-def _bytes(payload: bytes | bytearray | memoryview) -> bytes:
+def _bytes(payload: Buffer) -> bytes:
     return payload if type(payload) is bytes else bytes(payload)
 
 

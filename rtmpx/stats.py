@@ -104,8 +104,7 @@ class StatsServer:
             if method != b"HEAD":
                 writer.write(body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                TimeoutError, asyncio.TimeoutError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError):
             pass
         finally:
             writer.close()

@@ -27,7 +27,7 @@ async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
         *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         proc.kill()
         _, err = await proc.communicate()
     return proc.returncode or 0, err.decode("utf-8", "replace")

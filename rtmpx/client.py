@@ -1,0 +1,898 @@
+"""The asyncio RTMP client: a thin shell over :class:`~rtmpx.ClientSession`.
+
+::
+
+    async with rtmpx.connect("rtmp://example.com/live/key") as client:
+        async with await client.publish() as stream:
+            await stream.send_metadata({"width": 1280.0, "height": 720.0})
+            await stream.send_video(0, avc_sequence_header)
+            ...
+
+    async with rtmpx.connect("rtmp://example.com/live") as client:
+        async for frame in client.play("key"):
+            ...   # rtmpx.media.Frame, or rtmpx.events.Metadata for onMetaData
+
+Every protocol decision is the session's; this module moves bytes between
+an :class:`asyncio.Protocol` and the session and turns its events into
+awaitable results.  Writes go straight to the transport; the ``send_*``
+coroutines wait while the transport's write buffer is above its
+high-water mark (:data:`WRITE_HIGH_WATER`).  A :class:`PlayStream` holds
+a bounded queue; when it is full, reading from the socket pauses until
+the consumer catches up, so a slow consumer slows the server down (TCP
+backpressure) instead of growing memory.
+
+Errors: :class:`ConnectionRejectedError` (connect refused),
+:class:`StatusError` (an ``onStatus`` or ``_error`` that refused a
+publish, play or call), :class:`TimeoutError`, :class:`ConnectionError`
+(the connection dropped), and :class:`~rtmpx.ProtocolError` (the server
+broke the protocol: the connection is closed and every waiter gets it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl as _ssl
+from collections.abc import Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar
+
+from . import _states as S
+from .errors import ProtocolError, RtmpError
+from .events import (
+    AudioData,
+    CallResult,
+    CommandCall,
+    Connected,
+    ConnectRejected,
+    DataMessage,
+    Event,
+    Metadata,
+    Status,
+    StreamCreated,
+    UserControl,
+    VideoData,
+)
+from .session import ClientSession, SessionConfig
+from .url import RtmpURL, parse_url
+
+if TYPE_CHECKING:
+    from .media import Frame
+
+__all__ = [
+    "WRITE_HIGH_WATER",
+    "Client",
+    "ConnectionRejectedError",
+    "PlayStream",
+    "PublishStream",
+    "StatusError",
+    "connect",
+]
+
+log = logging.getLogger("rtmpx.client")
+
+#: Bytes the transport may buffer before ``send_*`` waits for it to drain.
+WRITE_HIGH_WATER = 1024 * 1024
+
+#: NetStream codes that end a play iteration when ``until_unpublish``.
+END_CODES = frozenset({
+    "NetStream.Play.UnpublishNotify", "NetStream.Play.Stop", "NetStream.Play.Complete",
+})
+
+_STREAM_EOF = 1  # user control StreamEOF
+_T = TypeVar("_T")
+
+#: A media payload: any bytes-like object.
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+def _as_bytes(payload: Buffer) -> bytes:
+    return payload if type(payload) is bytes else bytes(payload)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail a pending future, marked as retrieved (it may have no awaiter
+    left, e.g. after a timeout: no "never retrieved" warning)."""
+    if not fut.done():
+        fut.set_exception(exc)
+        fut.exception()
+
+
+class ConnectionRejectedError(RtmpError):
+    """The server answered ``connect`` with ``_error``; ``info`` is its
+    status object (``code``, ``description``, ...)."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.code = str(info.get("code", ""))
+        self.description = str(info.get("description", ""))
+        super().__init__(f"connect rejected: {self.code or 'no code'}"
+                         + (f": {self.description}" if self.description else ""))
+
+
+class StatusError(RtmpError):
+    """A publish, play or call refused by the server (an error ``onStatus``
+    or ``_error``): ``code`` (e.g. ``NetStream.Publish.BadName``),
+    ``description`` and the whole ``info`` object."""
+
+    def __init__(self, code: str, description: str = "",
+                 info: dict[str, Any] | None = None) -> None:
+        self.code = code
+        self.description = description
+        self.info = info if info is not None else {}
+        super().__init__(f"{code or 'error'}" + (f": {description}" if description else ""))
+
+    @classmethod
+    def from_info(cls, info: Any, default_code: str = "") -> StatusError:
+        """Build from a status object (anything that is not a dict gives ``default_code``)."""
+        if not isinstance(info, dict):
+            return cls(default_code, "", {})
+        return cls(str(info.get("code", default_code)), str(info.get("description", "")),
+                   info)
+
+
+class _FrameLike(Protocol):
+    """What :meth:`PublishStream.send_frame` needs of a frame."""
+
+    @property
+    def kind(self) -> Any: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def payload(self) -> Buffer: ...
+
+
+class _Protocol(asyncio.Protocol):
+    """The asyncio edge: hands every callback to its :class:`Client`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._client._connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._client._data_received(data)
+
+    def eof_received(self) -> bool | None:
+        log.debug("server closed its end")
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._client._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._client._resume_writing()
+
+
+def _resolve_ssl(url: RtmpURL, ssl: _ssl.SSLContext | bool | None) -> _ssl.SSLContext | None:
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    if ssl is True or (ssl is None and url.tls):
+        return _ssl.create_default_context()
+    return None
+
+
+class Client:
+    """One RTMP connection, connected (``connect`` accepted).
+
+    Made by :func:`connect`.  ``url`` is the parsed URL and ``session``
+    the :class:`~rtmpx.ClientSession` underneath (for anything this class
+    does not wrap: call its methods, then :meth:`flush`).  ``timeout``
+    bounds every wait for a server answer (None: no bound).
+    """
+
+    def __init__(self, url: RtmpURL, session: ClientSession, *,
+                 timeout: float | None = 10.0) -> None:
+        self.url = url
+        self.session = session
+        self.timeout = timeout
+        self.connected: Connected | None = None
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._closing = False
+        self._closed_transport = False
+        self._lost = False
+        self._error: BaseException | None = None
+        self._lost_fut: asyncio.Future[None] = self._loop.create_future()
+        self._connect_fut: asyncio.Future[Connected] = self._loop.create_future()
+        self._calls: dict[float, asyncio.Future[CallResult]] = {}
+        self._creates: dict[float, asyncio.Future[int]] = {}
+        self._streams: dict[int, PublishStream | PlayStream] = {}
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._read_pausers: set[PlayStream] = set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<rtmpx.Client {self.url} {state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the connection is gone."""
+        return self._closing or self._lost
+
+    async def publish(self, name: str | None = None, type: str = "live") -> PublishStream:
+        """Publish ``name`` (default: the URL's stream name).
+
+        Sends releaseStream, FCPublish and createStream, then ``publish``
+        once the stream exists, and returns when NetStream.Publish.Start
+        arrives.  Raises :class:`StatusError` if the server refuses.
+        """
+        name = self._stream_name(name)
+        self._check_open()
+        self.session.release_stream(name)
+        self.session.fc_publish(name)
+        stream_id = await self._create_stream()
+        stream = PublishStream(self, stream_id, name, type)
+        self._streams[stream_id] = stream
+        try:
+            self.session.publish(stream_id, name, type)
+            self.flush()
+            status = await self._wait(stream._started)
+        except BaseException:
+            self._forget(stream_id, delete=True)
+            stream._closed = True
+            raise
+        log.info("publishing %r on stream %d (%s)", name, stream_id, status.code)
+        return stream
+
+    def play(self, name: str | None = None, *, start: float = -2, duration: float = -1,
+             buffer_ms: int = 1000, until_unpublish: bool = True, max_queue: int = 1000,
+             max_queue_bytes: int = 8 * 1024 * 1024) -> PlayStream:
+        """Play ``name`` (default: the URL's stream name).
+
+        Returns a :class:`PlayStream` at once; it starts (createStream,
+        ``play``, wait for NetStream.Play.Start) on the first ``await``,
+        ``async with`` or ``async for``.  ``start``/``duration`` are those
+        of the ``play`` command (-2: live or recorded, -1: until the end);
+        ``max_queue`` (messages) and ``max_queue_bytes`` bound what is held
+        for a slow consumer before reading pauses.
+        """
+        return PlayStream(self, self._stream_name(name), start=start, duration=duration,
+                          buffer_ms=buffer_ms, until_unpublish=until_unpublish,
+                          max_queue=max_queue, max_queue_bytes=max_queue_bytes)
+
+    async def call(self, name: str, *args: Any) -> tuple[Any, ...]:
+        """Call a server method; returns the values of its ``_result``
+        (after the command object).  ``_error`` raises :class:`StatusError`."""
+        self._check_open()
+        txn = self.session.call(name, *args)
+        fut: asyncio.Future[CallResult] = self._loop.create_future()
+        self._calls[txn] = fut
+        self.flush()
+        try:
+            result = await self._wait(fut)
+        finally:
+            self._calls.pop(txn, None)
+        if result.error:
+            info = result.args[0] if result.args else None
+            raise StatusError.from_info(info, "NetConnection.Call.Failed")
+        return result.args
+
+    async def close(self) -> None:
+        """Close every stream (FCUnpublish + deleteStream when publishing,
+        deleteStream when playing), then the connection; waits (bounded)
+        until it is gone.  Safe to call more than once."""
+        self._closing = True  # no new requests from here on
+        for stream in list(self._streams.values()):
+            await stream.close()
+        if not self._closed_transport:
+            self._closed_transport = True
+            log.debug("closing %s", self.url)
+            if self._transport is not None and not self._lost:
+                self._transport.close()
+        if self._transport is None:
+            self._connection_lost(None)
+        if not self._lost_fut.done():
+            try:
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._lost_fut)
+            except TimeoutError:
+                log.warning("connection to %s did not close in time: aborting", self.url)
+                if self._transport is not None:
+                    self._transport.abort()
+                self._connection_lost(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is gone (closed by either side)."""
+        await asyncio.shield(self._lost_fut)
+
+    def flush(self) -> int:
+        """Write what the session has queued; returns the byte count."""
+        out = self.session.data_to_send()
+        if out and self._can_write():
+            assert self._transport is not None
+            self._transport.write(out)
+            return len(out)
+        return 0
+
+    def _can_write(self) -> bool:
+        return self._transport is not None and not self._lost \
+            and not self._transport.is_closing()
+
+    # -- helpers for the streams ------------------------------------------------------
+
+    def _stream_name(self, name: str | None) -> str:
+        name = self.url.stream if name is None else name
+        if not name:
+            raise ValueError("no stream name: give one, or put it in the URL")
+        return name
+
+    def _closed_error(self) -> BaseException:
+        if self._error is not None:
+            return self._error
+        return ConnectionError("the RTMP connection is closed")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise self._closed_error()
+
+    async def _wait(self, fut: asyncio.Future[_T]) -> _T:
+        """Await a server answer, bounded by ``timeout``."""
+        if self.timeout is None:
+            return await asyncio.shield(fut)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            raise TimeoutError(f"no answer from {self.url.netloc} "
+                               f"in {self.timeout} s") from None
+
+    async def _create_stream(self) -> int:
+        self._check_open()
+        txn = self.session.create_stream()
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._creates[txn] = fut
+        self.flush()
+        try:
+            return await self._wait(fut)
+        finally:
+            self._creates.pop(txn, None)
+
+    async def _drain(self) -> None:
+        """Wait while the transport's buffer is above the high-water mark."""
+        if self._lost:
+            raise self._closed_error()
+        if not self._write_paused:
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._drain_waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in self._drain_waiters:
+                self._drain_waiters.remove(fut)
+
+    def _forget(self, stream_id: int, *, delete: bool) -> None:
+        """Drop a stream; with ``delete``, tell the server (deleteStream)."""
+        self._streams.pop(stream_id, None)
+        if delete and self._can_write() and self.session.state == S.CONNECTED:
+            self.session.delete_stream(stream_id)
+            self.flush()
+
+    def _pause_reading(self, stream: PlayStream) -> None:
+        if not self._read_pausers and self._transport is not None and not self._lost:
+            log.debug("play queue full: pausing reads")
+            self._transport.pause_reading()
+        self._read_pausers.add(stream)
+
+    def _resume_reading(self, stream: PlayStream) -> None:
+        if stream not in self._read_pausers:
+            return
+        self._read_pausers.discard(stream)
+        if not self._read_pausers and self._transport is not None and not self._lost:
+            log.debug("play queue drained: resuming reads")
+            self._transport.resume_reading()
+
+    # -- the protocol callbacks -------------------------------------------------------
+
+    def _connection_made(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.flush()  # C0 + C1
+
+    def _data_received(self, data: bytes) -> None:
+        if self._lost:
+            return
+        try:
+            events = self.session.receive_data(data)
+            for event in events:
+                self._dispatch(event)
+        except ProtocolError as exc:
+            log.warning("protocol error from %s: %s", self.url.netloc, exc)
+            self._fail(exc)
+            return
+        except Exception as exc:  # a bug: fail this connection, not the event loop
+            log.exception("error handling data from %s", self.url.netloc)
+            self._fail(exc)
+            return
+        self.flush()
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, (AudioData, VideoData, Metadata)):
+            stream = self._streams.get(event.stream_id)
+            if isinstance(stream, PlayStream):
+                stream._on_media(event)
+        elif isinstance(event, Status):
+            stream = self._streams.get(event.stream_id)
+            log.debug("onStatus %s %s on stream %d", event.level, event.code, event.stream_id)
+            if stream is not None:
+                stream._on_status(event)
+        elif isinstance(event, StreamCreated):
+            create = self._creates.pop(event.transaction_id, None)
+            if create is not None and not create.done():
+                create.set_result(event.stream_id)
+            call = self._calls.pop(event.transaction_id, None)
+            if call is not None and not call.done():  # call("createStream")
+                call.set_result(CallResult(event.transaction_id, None,
+                                           (float(event.stream_id),), False, "createStream"))
+        elif isinstance(event, CallResult):
+            self._on_call_result(event)
+        elif isinstance(event, UserControl):
+            if event.event_type == _STREAM_EOF:
+                stream = self._streams.get(event.value)
+                if isinstance(stream, PlayStream):
+                    stream._on_eof()
+        elif isinstance(event, Connected):
+            self.connected = event
+            if not self._connect_fut.done():
+                self._connect_fut.set_result(event)
+        elif isinstance(event, ConnectRejected):
+            if not self._connect_fut.done():
+                _set_exception(self._connect_fut, ConnectionRejectedError(event.info))
+            self._closing = True
+            if self._transport is not None:
+                self._transport.close()
+        elif isinstance(event, (CommandCall, DataMessage)):
+            log.debug("ignored from server: %r", event)
+
+    def _on_call_result(self, event: CallResult) -> None:
+        if event.name == "createStream":
+            create = self._creates.pop(event.transaction_id, None)
+            if create is not None and not create.done():
+                info = event.args[0] if event.args else None
+                _set_exception(create, StatusError.from_info(info, "NetConnection.Call.Failed"))
+                return
+        call = self._calls.pop(event.transaction_id, None)
+        if call is not None and not call.done():
+            call.set_result(event)
+        elif event.error:
+            log.debug("_error for %s: %r", event.name or event.transaction_id, event.args)
+
+    def _resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The connection is unusable: abort it and wake everyone with ``exc``."""
+        if self._error is None:
+            self._error = exc
+        if self._transport is not None:
+            self._transport.abort()
+        self._wake_all()
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if exc is not None:
+            log.info("connection to %s lost: %s", self.url.netloc, exc)
+        else:
+            log.debug("connection to %s closed", self.url.netloc)
+        if self._error is None and exc is not None and not self._closing:
+            err = ConnectionError(f"connection to {self.url.netloc} lost: {exc}")
+            err.__cause__ = exc
+            self._error = err
+        self._wake_all()
+        if not self._lost_fut.done():
+            self._lost_fut.set_result(None)
+
+    def _wake_all(self) -> None:
+        """Fail every pending future with the reason the connection ended."""
+        err = self._closed_error()
+        futures: list[asyncio.Future[Any]] = [self._connect_fut, *self._calls.values(),
+                                              *self._creates.values(), *self._drain_waiters]
+        self._calls.clear()
+        self._creates.clear()
+        self._drain_waiters.clear()
+        for fut in futures:
+            _set_exception(fut, err)
+        for stream in list(self._streams.values()):
+            stream._on_connection_end(self._error)
+
+
+class _Connect:
+    """What :func:`connect` returns: awaitable, and an async context manager
+    that closes the client on exit."""
+
+    def __init__(self, url: str | RtmpURL, kwargs: dict[str, Any]) -> None:
+        self._url = url
+        self._kwargs = kwargs
+        self._client: Client | None = None
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return _open(self._url, **self._kwargs).__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await _open(self._url, **self._kwargs)
+        return self._client
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
+            timeout: float | None = 10.0, chunk_size: int = 4096,
+            flash_ver: str = "FMLE/3.0 (compatible; rtmpx)",
+            params: dict[str, Any] | None = None, complex_handshake: bool = True,
+            config: SessionConfig | None = None) -> _Connect:
+    """Connect to an RTMP server; ``await`` it, or use ``async with``.
+
+    Opens TCP (TLS for ``rtmps://`` or when ``ssl`` is given: True for the
+    default context, or an :class:`ssl.SSLContext`; False forces plain
+    TCP), runs the handshake and ``connect`` and returns the
+    :class:`Client` once the server accepted.  ``timeout`` bounds all of
+    that and, later, each wait for a server answer.  ``chunk_size`` is the
+    size of the chunks we send; ``flash_ver`` and ``params`` go into the
+    connect command object; ``config`` (a :class:`~rtmpx.SessionConfig`,
+    overriding ``chunk_size``) sets the session's limits.
+
+    Raises :class:`ConnectionRejectedError`, :class:`TimeoutError`,
+    :class:`ConnectionError` (refused or dropped) or
+    :class:`~rtmpx.ProtocolError`.
+    """
+    return _Connect(url, {"ssl": ssl, "timeout": timeout, "chunk_size": chunk_size,
+                          "flash_ver": flash_ver, "params": params,
+                          "complex_handshake": complex_handshake, "config": config})
+
+
+async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
+                timeout: float | None, chunk_size: int, flash_ver: str,
+                params: dict[str, Any] | None, complex_handshake: bool,
+                config: SessionConfig | None) -> Client:
+    u = parse_url(url) if isinstance(url, str) else url
+    context = _resolve_ssl(u, ssl)
+    session = ClientSession(u.app, u.tc_url,
+                           config=config if config is not None
+                           else SessionConfig(chunk_size=chunk_size),
+                           flash_ver=flash_ver, params=params,
+                           complex_handshake=complex_handshake)
+    session.connect()  # sent as soon as the handshake is done
+    client = Client(u, session, timeout=timeout)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                await loop.create_connection(
+                    lambda: _Protocol(client), u.host, u.port, ssl=context,
+                    server_hostname=u.host if context is not None else None)
+            except (ConnectionError, TimeoutError, _ssl.SSLError):
+                raise
+            except OSError as exc:
+                raise ConnectionError(f"cannot connect to {u.netloc}: {exc}") from exc
+            await client._connect_fut
+    except TimeoutError:
+        client._fail(TimeoutError(f"connecting to {u.netloc} timed out"))
+        raise TimeoutError(f"connecting to {u} timed out after {timeout} s") from None
+    except BaseException as exc:
+        client._fail(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+        raise
+    log.info("connected to %s", u)
+    return client
+
+
+class PublishStream:
+    """A stream we publish; made by :meth:`Client.publish`.
+
+    ``send_*`` write at once and wait only while the transport's buffer is
+    above the high-water mark.  Timestamps are milliseconds.  An async
+    context manager that closes the stream (FCUnpublish + deleteStream)
+    on exit; the connection stays open.
+    """
+
+    def __init__(self, client: Client, stream_id: int, name: str, publish_type: str) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.name = name
+        self.publish_type = publish_type
+        self.bytes_sent = 0
+        self._closed = False
+        self._started: asyncio.Future[Status] = client._loop.create_future()
+
+    def __repr__(self) -> str:
+        return f"<rtmpx.PublishStream {self.name!r} id={self.stream_id}>"
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`, a server error status, or a lost connection."""
+        return self._closed or self.client.closed
+
+    async def send_audio(self, timestamp: int, payload: Buffer) -> None:
+        """Send an audio message (an FLV audio tag body)."""
+        self._check()
+        self.client.session.send_audio(self.stream_id, timestamp, _as_bytes(payload))
+        await self._sent()
+
+    async def send_video(self, timestamp: int, payload: Buffer) -> None:
+        """Send a video message (an FLV video tag body)."""
+        self._check()
+        self.client.session.send_video(self.stream_id, timestamp, _as_bytes(payload))
+        await self._sent()
+
+    async def send_metadata(self, metadata: dict[str, Any], timestamp: int = 0) -> None:
+        """Send ``@setDataFrame("onMetaData", metadata)``."""
+        self._check()
+        self.client.session.send_metadata(self.stream_id, metadata, timestamp)
+        await self._sent()
+
+    async def send_data(self, timestamp: int, payload: Buffer) -> None:
+        """Send an AMF0 data message body as is."""
+        self._check()
+        self.client.session.send_data(self.stream_id, timestamp, _as_bytes(payload))
+        await self._sent()
+
+    async def send_frame(self, frame: Frame | _FrameLike) -> None:
+        """Send a :class:`rtmpx.media.Frame` (or anything with ``kind``,
+        ``timestamp`` and ``payload``; ``kind`` "audio", "video", or
+        "data"/"metadata" for an AMF0 data body)."""
+        kind = str(getattr(frame.kind, "value", frame.kind)).lower()
+        if kind == "video":
+            await self.send_video(frame.timestamp, frame.payload)
+        elif kind == "audio":
+            await self.send_audio(frame.timestamp, frame.payload)
+        elif kind in ("data", "metadata", "script"):
+            await self.send_data(frame.timestamp, frame.payload)
+        else:
+            raise ValueError(f"cannot send a frame of kind {frame.kind!r}")
+
+    async def close(self) -> None:
+        """Stop publishing: FCUnpublish and deleteStream (if still connected)."""
+        if self._closed:
+            return
+        self._closed = True
+        _set_exception(self._started, self._closed_error())
+        if self.client._can_write() and self.client.session.state == S.CONNECTED:
+            self.client.session.fc_unpublish(self.name)
+        self.client._forget(self.stream_id, delete=True)
+        log.debug("stopped publishing %r", self.name)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def _check(self) -> None:
+        self.client._check_open()
+        if self._closed:
+            raise self._closed_error()
+
+    def _closed_error(self) -> BaseException:
+        if self.client.closed:
+            return self.client._closed_error()
+        return RtmpError(f"publish stream {self.name!r} is closed")
+
+    async def _sent(self) -> None:
+        self.bytes_sent += self.client.flush()
+        await self.client._drain()
+
+    def _on_status(self, event: Status) -> None:
+        if not self._started.done():
+            if event.level == "error":
+                _set_exception(self._started,
+                               StatusError(event.code, event.description, event.info))
+            elif event.code == "NetStream.Publish.Start":
+                self._started.set_result(event)
+        elif event.level == "error":
+            log.warning("publishing %r: %s %s", self.name, event.code, event.description)
+            self._closed = True
+
+    def _on_connection_end(self, error: BaseException | None) -> None:
+        self._closed = True
+        _set_exception(self._started, self.client._closed_error())
+
+
+class PlayStream:
+    """A stream we play; made by :meth:`Client.play`.
+
+    ``async for`` yields :class:`rtmpx.media.Frame` objects for audio and
+    video and the :class:`~rtmpx.events.Metadata` event for onMetaData
+    (``metadata`` keeps the last one's dict).  The iteration ends when the
+    server says the stream ended (NetStream.Play.UnpublishNotify,
+    Play.Stop, Play.Complete or StreamEOF, with ``until_unpublish``), or
+    when the connection closes; a protocol error is raised.  Awaiting
+    the stream, or ``async with``, starts it and waits for
+    NetStream.Play.Start (:class:`StatusError` if the server refuses).
+    """
+
+    def __init__(self, client: Client, name: str, *, start: float, duration: float,
+                 buffer_ms: int, until_unpublish: bool, max_queue: int,
+                 max_queue_bytes: int) -> None:
+        if max_queue < 1 or max_queue_bytes < 1:
+            raise ValueError("max_queue and max_queue_bytes must be positive")
+        self.client = client
+        self.name = name
+        self.stream_id: int | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.status: Status | None = None
+        self.until_unpublish = until_unpublish
+        self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        self._args = (start, duration, buffer_ms)
+        self._queue: collections.deque[AudioData | VideoData | Metadata] = collections.deque()
+        self._queued_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._started: asyncio.Future[Status] = client._loop.create_future()
+        self._start_lock = asyncio.Lock()
+        self._running = False
+        self._start_error: Exception | None = None
+        self._ended = False
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<rtmpx.PlayStream {self.name!r} id={self.stream_id}>"
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close` or once the connection is gone."""
+        return self._closed or self.client.closed
+
+    async def start(self) -> PlayStream:
+        """createStream, ``play``, and wait for NetStream.Play.Start (once)."""
+        async with self._start_lock:
+            if self._start_error is not None:
+                raise self._start_error
+            if self._running:
+                return self
+            if self._closed:
+                raise RtmpError(f"play stream {self.name!r} is closed")
+            try:
+                await self._start()
+            except Exception as exc:
+                self._start_error = exc
+                self._end(None)
+                if self.stream_id is not None:
+                    self.client._forget(self.stream_id, delete=True)
+                raise
+            self._running = True
+            return self
+
+    async def _start(self) -> None:
+        client = self.client
+        stream_id = await client._create_stream()
+        self.stream_id = stream_id
+        client._streams[stream_id] = self
+        start, duration, buffer_ms = self._args
+        client.session.play(stream_id, self.name, start, duration, True, buffer_ms)
+        client.flush()
+        status = await client._wait(self._started)
+        log.info("playing %r on stream %d (%s)", self.name, stream_id, status.code)
+
+    def __await__(self) -> Generator[Any, None, PlayStream]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __aiter__(self) -> PlayStream:
+        return self
+
+    async def __anext__(self) -> Frame | Metadata:
+        if not self._running:
+            await self.start()
+        while True:
+            if self._queue:
+                item = self._queue.popleft()
+                self._queued_bytes -= len(item.payload)
+                if len(self._queue) <= self.max_queue // 2 \
+                        and self._queued_bytes <= self.max_queue_bytes // 2:
+                    self.client._resume_reading(self)
+                return self._convert(item)
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = self.client._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def close(self) -> None:
+        """Stop playing (deleteStream, if still connected); ends the iteration."""
+        if self._closed:
+            return
+        self._closed = True
+        _set_exception(self._started, self.client._closed_error() if self.client.closed
+                       else RtmpError(f"play stream {self.name!r} was closed"))
+        self._end(None)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.client._resume_reading(self)
+        if self.stream_id is not None:
+            self.client._forget(self.stream_id, delete=True)
+
+    @staticmethod
+    def _convert(item: AudioData | VideoData | Metadata) -> Frame | Metadata:
+        if isinstance(item, Metadata):
+            return item
+        from . import media  # the parser lives in its own module
+
+        if isinstance(item, VideoData):
+            return media.parse_video(item.timestamp, item.payload)
+        return media.parse_audio(item.timestamp, item.payload)
+
+    # -- from the client ----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _end(self, error: BaseException | None) -> None:
+        if not self._ended:
+            self._ended = True
+            if error is not None:
+                self._error = error
+        self._wake()
+
+    def _on_media(self, event: AudioData | VideoData | Metadata) -> None:
+        if self._ended:
+            return
+        if isinstance(event, Metadata):
+            self.metadata = event.metadata
+        self._queue.append(event)
+        self._queued_bytes += len(event.payload)
+        if len(self._queue) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes:
+            self.client._pause_reading(self)
+        self._wake()
+
+    def _on_status(self, event: Status) -> None:
+        self.status = event
+        if not self._started.done():
+            if event.level == "error":
+                _set_exception(self._started,
+                               StatusError(event.code, event.description, event.info))
+            elif event.code == "NetStream.Play.Start":
+                self._started.set_result(event)
+            return
+        if event.level == "error":
+            self._end(StatusError(event.code, event.description, event.info))
+        elif self.until_unpublish and event.code in END_CODES:
+            log.debug("play %r ended: %s", self.name, event.code)
+            self._end(None)
+
+    def _on_eof(self) -> None:
+        if self.until_unpublish and self._started.done():
+            log.debug("play %r ended: StreamEOF", self.name)
+            self._end(None)
+
+    def _on_connection_end(self, error: BaseException | None) -> None:
+        _set_exception(self._started, self.client._closed_error())
+        self._end(error if isinstance(error, ProtocolError) else None)

@@ -1,0 +1,91 @@
+"""RTMP URL parsing: a table of good and bad URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtmpx.url import RtmpURL, parse_url
+
+GOOD = [
+    ("rtmp://example.com/live/key",
+     ("rtmp", "example.com", 1935, "live", "key"), "rtmp://example.com:1935/live"),
+    ("rtmp://example.com:1936/live/key?token=abc&x=1",
+     ("rtmp", "example.com", 1936, "live", "key?token=abc&x=1"),
+     "rtmp://example.com:1936/live"),
+    ("rtmps://example.com/live/key",
+     ("rtmps", "example.com", 443, "live", "key"), "rtmps://example.com:443/live"),
+    ("RTMP://Example.com/live/key",
+     ("rtmp", "Example.com", 1935, "live", "key"), "rtmp://Example.com:1935/live"),
+    ("rtmp://127.0.0.1:19350/app/instance/stream",
+     ("rtmp", "127.0.0.1", 19350, "app/instance", "stream"),
+     "rtmp://127.0.0.1:19350/app/instance"),
+    ("rtmp://h/a/b/c/d", ("rtmp", "h", 1935, "a/b/c", "d"), "rtmp://h:1935/a/b/c"),
+    ("rtmp://h/live", ("rtmp", "h", 1935, "live", ""), "rtmp://h:1935/live"),
+    ("rtmp://h/live/", ("rtmp", "h", 1935, "live", ""), "rtmp://h:1935/live"),
+    ("rtmp://h/live?token=1", ("rtmp", "h", 1935, "live?token=1", ""),
+     "rtmp://h:1935/live?token=1"),
+    ("rtmp://h/live/?q", ("rtmp", "h", 1935, "live", "?q"), "rtmp://h:1935/live"),
+    ("rtmp://[::1]/live/key", ("rtmp", "::1", 1935, "live", "key"), "rtmp://[::1]:1935/live"),
+    ("rtmps://[2001:db8::5]:8443/live/key?a=b",
+     ("rtmps", "2001:db8::5", 8443, "live", "key?a=b"), "rtmps://[2001:db8::5]:8443/live"),
+    ("rtmp://h/live/a?b/c", ("rtmp", "h", 1935, "live", "a?b/c"), "rtmp://h:1935/live"),
+]
+
+
+@pytest.mark.parametrize(("url", "parts", "tc_url"), GOOD, ids=[g[0] for g in GOOD])
+def test_good_urls(url: str, parts: tuple[str, str, int, str, str], tc_url: str) -> None:
+    u = parse_url(url)
+    assert (u.scheme, u.host, u.port, u.app, u.stream) == parts
+    assert u.tc_url == tc_url
+    assert u.tls == (u.scheme == "rtmps")
+    assert parse_url(str(u)) == u  # __str__ round-trips
+
+
+BAD = [
+    "http://h/live/key",
+    "rtmpe://h/live/key",
+    "rtmp:/h/live",
+    "h/live/key",
+    "",
+    "rtmp://",
+    "rtmp://h",
+    "rtmp://h/",
+    "rtmp:///live/key",
+    "rtmp://:1935/live/key",
+    "rtmp://h:0/live/key",
+    "rtmp://h:65536/live/key",
+    "rtmp://h:abc/live/key",
+    "rtmp://h:/live/key",
+    "rtmp://h:\u00b2/live/key",
+    "rtmp://::1/live/key",
+    "rtmp://[::1/live/key",
+    "rtmp://[::1]x/live/key",
+    "rtmp://user:pw@h/live/key",
+    "rtmp://h?x/live/key",
+    "rtmp://h//key",
+    "rtmp://h/a//key",
+    "rtmp://h/?q",
+]
+
+
+@pytest.mark.parametrize("url", BAD)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_url(url)
+
+
+def test_str_and_validation() -> None:
+    u = RtmpURL("rtmp", "h", 1935, "live", "key?t=1")
+    assert str(u) == "rtmp://h:1935/live/key?t=1"
+    assert str(RtmpURL("rtmps", "::1", 443, "app/inst")) == "rtmps://[::1]:443/app/inst"
+    assert u.netloc == "h:1935"
+    with pytest.raises(ValueError):
+        RtmpURL("http", "h", 80, "live")
+    with pytest.raises(ValueError):
+        RtmpURL("rtmp", "", 1935, "live")
+    with pytest.raises(ValueError):
+        RtmpURL("rtmp", "h", 1935, "")
+    with pytest.raises(ValueError):
+        RtmpURL("rtmp", "h", 70000, "live")
+    with pytest.raises(AttributeError):
+        u.host = "x"  # type: ignore[misc]
