@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,3 +22,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 def amf(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """The AMF codec module: the compiled core, then its pure-Python twin."""
     return importlib.import_module(request.param)
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A 2 s H.264/AAC FLV file made by real FFmpeg, and its tags."""
+    from .peers import ffmpeg_exe, make_sample
+
+    return make_sample(ffmpeg_exe(), tmp_path_factory.mktemp("sample") / "in.flv")
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of a running nginx-rtmp (Debian's), application "live"."""
+    from .peers import nginx_rtmp
+
+    with nginx_rtmp(tmp_path_factory.mktemp("nginx")) as port:
+        yield port

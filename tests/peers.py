@@ -6,13 +6,19 @@ say why.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from rtmpx.flv import Tag, read_tags
+from rtmpx.media import Frame
 
 
 def ffmpeg_exe() -> str:
@@ -79,3 +85,98 @@ def packet_count(ffmpeg: str, path: Path, stream: str = "v:0") -> int:
          "-f", "framecrc", "-"],
         capture_output=True, text=True, timeout=60, check=True)
     return sum(1 for line in out.stdout.splitlines() if line and not line.startswith("#"))
+
+
+NGINX = Path("/usr/sbin/nginx")
+NGINX_RTMP = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Sample:
+    """A small H.264/AAC FLV file made by FFmpeg, and its tags."""
+
+    path: Path
+    tags: list[Tag]
+
+    @property
+    def video_frames(self) -> int:
+        """Coded video frames (not sequence headers or ends)."""
+        return sum(1 for t in self.tags if t.is_video and coded(t.frame()))
+
+    @property
+    def audio_frames(self) -> int:
+        return sum(1 for t in self.tags if t.is_audio and not t.frame().is_sequence_header)
+
+
+def coded(frame: Frame) -> bool:
+    """A coded video frame: not a sequence header or end."""
+    return not frame.is_sequence_header and not frame.is_end_of_sequence
+
+
+def make_sample(ffmpeg: str, path: Path, seconds: float = 2.0) -> Sample:
+    """A small H.264/AAC FLV file made by FFmpeg (lavfi), with its tags."""
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+                    *lavfi_publish_args(seconds), "-f", "flv", str(path)],
+                   check=True, timeout=60, capture_output=True)
+    return Sample(path, read_tags(path))
+
+
+@contextlib.contextmanager
+def nginx_rtmp(folder: Path) -> Iterator[int]:
+    """nginx with the Debian RTMP module, in the foreground, on a free port;
+    application ``live`` relays live streams."""
+    if not NGINX.exists():
+        pytest.skip(f"{NGINX} is missing (apt-get install nginx libnginx-mod-rtmp)")
+    if not NGINX_RTMP.exists():
+        pytest.skip(f"{NGINX_RTMP} is missing (apt-get install libnginx-mod-rtmp)")
+    (folder / "logs").mkdir(exist_ok=True)
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+master_process off;
+error_log stderr warn;
+pid {folder}/nginx.pid;
+load_module {NGINX_RTMP};
+events {{}}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        chunk_size 4096;
+        application live {{
+            live on;
+        }}
+    }}
+}}
+""")
+    log = (folder / "stderr.log").open("wb")
+    proc = subprocess.Popen([str(NGINX), "-c", str(conf), "-p", str(folder)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"nginx exited: {(folder / 'stderr.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("nginx did not listen within 15 s")
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()

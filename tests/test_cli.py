@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from rtmpx.__main__ import main
+
+from .peers import Sample, ffmpeg_exe, free_port, packet_count
 
 
 def test_amf_encode_decode(capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,3 +38,62 @@ def test_python_dash_m() -> None:
     out = subprocess.run([sys.executable, "-m", "rtmpx", "--version"], capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout.startswith("rtmpx ")
+
+
+# --- serve / publish / play, as a user runs them ---------------------------------------
+
+def _rtmpx(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rtmpx", "--log-level", "warning", *args]
+
+
+@pytest.mark.interop
+def test_serve_publish_play_and_stats(sample: Sample, tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    port, stats_port = free_port(), free_port()
+    server = subprocess.Popen(_rtmpx("serve", "--host", "127.0.0.1", "--port", str(port),
+                                     "--stats-port", str(stats_port)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline().decode()
+        assert f"rtmp://127.0.0.1:{port}/" in banner
+        url = f"rtmp://127.0.0.1:{port}/live/cli"
+        out = tmp_path / "out.flv"
+        player = subprocess.Popen(_rtmpx("play", url, "-o", str(out), "--duration", "30"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while b'"players": 1' not in _get(stats_port, "/stats").replace(b" ", b" "):
+            assert time.monotonic() < deadline, "the player never showed in /stats"
+            time.sleep(0.1)
+        publish = subprocess.run(_rtmpx("publish", str(sample.path), url, "--no-realtime"),
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert publish.returncode == 0, publish.stderr
+        assert "published" in publish.stderr  # the progress line
+        assert player.wait(30) == 0
+        assert packet_count(ffmpeg, out, "v:0") == sample.video_frames
+        metrics = _get(stats_port, "/metrics").decode()
+        assert "rtmpx_connections" in metrics
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0  # graceful shutdown
+    finally:
+        for proc in (server,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def _get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).partition(b"\r\n\r\n")[2]
+
+
+def test_publish_to_nowhere_is_a_clean_error(tmp_path: Path, sample: Sample) -> None:
+    proc = subprocess.run(_rtmpx("publish", str(sample.path),
+                                 f"rtmp://127.0.0.1:{free_port()}/live/x"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "rtmpx: error:" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -40,60 +39,17 @@ from rtmpx.events import (
     PublishRequest,
     VideoData,
 )
-from rtmpx.flv import Tag, read_tags
+from rtmpx.flv import Tag
 from rtmpx.media import Frame
 from rtmpx.session import ServerSession, SessionConfig
 from rtmpx.url import parse_url
 
-from .peers import ffmpeg_exe, lavfi_publish_args, packet_count, start, stop
-
-NGINX = Path("/usr/sbin/nginx")
-NGINX_RTMP = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+from .peers import Sample, coded, ffmpeg_exe, free_port, packet_count, start, stop
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # --- helpers ------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Sample:
-    """A small H.264/AAC FLV file made by FFmpeg, and its tags."""
-
-    path: Path
-    tags: list[Tag]
-
-    @property
-    def video_frames(self) -> int:
-        """Coded video frames (not sequence headers or ends)."""
-        return sum(1 for t in self.tags if t.is_video and _coded(t.frame()))
-
-    @property
-    def audio_frames(self) -> int:
-        return sum(1 for t in self.tags if t.is_audio and not t.frame().is_sequence_header)
-
-
-def _coded(frame: Frame) -> bool:
-    return not frame.is_sequence_header and not frame.is_end_of_sequence
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    ffmpeg = ffmpeg_exe()
-    path = tmp_path_factory.mktemp("sample") / "in.flv"
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-                    *lavfi_publish_args(2.0), "-f", "flv", str(path)],
-                   check=True, timeout=60, capture_output=True)
-    tags = read_tags(path)
-    assert sum(1 for t in tags if t.is_video) > 50
-    return Sample(path, tags)
-
 
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
@@ -157,7 +113,7 @@ def check_video(items: list[Frame | Metadata], expected_frames: int) -> None:
     assert video, "no video arrived"
     assert video[0].is_sequence_header and video[0].codec == "avc"
     assert video[1].is_keyframe and not video[1].is_sequence_header
-    assert sum(1 for v in video if _coded(v)) == expected_frames
+    assert sum(1 for v in video if coded(v)) == expected_frames
     stamps = [v.timestamp for v in video]
     assert stamps == sorted(stamps) and stamps[-1] > stamps[1]
     audio = [f for f in items if isinstance(f, Frame) and f.kind == "audio"]
@@ -320,60 +276,6 @@ async def test_rtmps_untrusted_certificate(tls_proxy: Callable[[int], Awaitable[
 
 
 # --- nginx-rtmp ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """nginx with the Debian RTMP module, in the foreground, on a free port."""
-    if not NGINX.exists():
-        pytest.skip(f"{NGINX} is missing (apt-get install nginx libnginx-mod-rtmp)")
-    if not NGINX_RTMP.exists():
-        pytest.skip(f"{NGINX_RTMP} is missing (apt-get install libnginx-mod-rtmp)")
-    d = tmp_path_factory.mktemp("nginx")
-    (d / "logs").mkdir()
-    port = free_port()
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
-daemon off;
-master_process off;
-error_log stderr warn;
-pid {d}/nginx.pid;
-load_module {NGINX_RTMP};
-events {{}}
-rtmp {{
-    server {{
-        listen 127.0.0.1:{port};
-        chunk_size 4096;
-        application live {{
-            live on;
-        }}
-    }}
-}}
-""")
-    log = (d / "stderr.log").open("wb")
-    proc = subprocess.Popen([str(NGINX), "-c", str(conf), "-p", str(d)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nginx exited: {(d / 'stderr.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not listen within 15 s")
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
 
 @pytest.mark.interop
 async def test_nginx_rtmpx_publishes_rtmpx_plays(nginx: int, sample: Sample) -> None:
