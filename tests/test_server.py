@@ -396,3 +396,105 @@ async def test_graceful_shutdown_tells_players(tmp_path: Path) -> None:
     assert packet_count(ffmpeg, out, "v:0") > 0
     recordings = list((tmp_path / "rec" / "live").glob("down-*.flv"))
     assert len(recordings) == 1 and packet_count(ffmpeg, recordings[0], "v:0") > 0
+
+
+async def test_players_stay_for_a_republish() -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/again"
+        frames = 0
+        async with rtmpx.connect(url) as client:
+            stream = client.play(until_unpublish=False)
+
+            async def watch() -> None:
+                nonlocal frames
+                async for item in stream:
+                    if getattr(item, "kind", "") == "video" and item.is_keyframe \
+                            and not item.is_sequence_header:
+                        frames += 1
+
+            watcher = asyncio.create_task(watch())
+            await wait_for(lambda: sinks(server, "live/again") == 1)
+            for _ in range(2):
+                code, err = await run(*publish_args(ffmpeg, url, seconds=1.0))
+                assert code == 0, err
+                await asyncio.sleep(0.3)
+            assert sinks(server, "live/again") == 1  # still connected, still waiting
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        assert frames >= 2 * 3  # keyframes of both publishes (-g 10, 25 fps, 1 s)
+
+
+async def test_connect_and_play_hooks_reject() -> None:
+    def on_connect(request: Request) -> bool:
+        return request.params.get("pass") == "yes"
+
+    async def on_play(request: Request) -> None:
+        if request.name == "secret":
+            raise PermissionError("not for you")
+
+    async with Server(port=0, on_connect=on_connect, on_play=on_play) as server:
+        base = f"rtmp://127.0.0.1:{server.port}/live"
+        with pytest.raises(rtmpx.ConnectionRejectedError):
+            await rtmpx.connect(f"{base}?pass=no", timeout=5)
+        async with rtmpx.connect(f"{base}?pass=yes", timeout=5) as client:
+            with pytest.raises(rtmpx.StatusError) as info:
+                async for _ in client.play("secret"):
+                    pass
+            assert "not for you" in info.value.description
+
+
+async def test_idle_connections_are_dropped_but_pinged_peers_stay() -> None:
+    async with Server(port=0, idle_timeout=3.0) as server:
+        session = rtmpx.ClientSession("live", f"rtmp://127.0.0.1:{server.port}/live")
+        session.connect()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(session.data_to_send())
+        while session.state != "connected":
+            session.receive_data(await reader.read(65536))
+            writer.write(session.data_to_send())
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live") as alive:
+            # the raw one never answers again (not even the pings): dropped
+            started = time.monotonic()
+            async with asyncio.timeout(10):
+                while await reader.read(65536):
+                    pass
+            assert time.monotonic() - started > 2.0
+            # the rtmpx client answers the pings: it stays
+            await asyncio.sleep(2.0)
+            assert not alive.closed and len(server.connections) == 1
+        writer.close()
+
+
+async def test_slow_ingest_consumer_pauses_only_its_publisher() -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0, ingest_buffer=8) as server:
+        got: dict[str, int] = {"live/slowpoke": 0, "live/quick": 0}
+        paused_seen = False
+
+        async def consume(stream: Any) -> None:
+            nonlocal paused_seen
+            async for _ in stream:
+                got[stream.key] += 1
+                if stream.key == "live/slowpoke":
+                    paused_seen = paused_seen or stream._conn._read_pauses > 0
+                    await asyncio.sleep(0.05)
+
+        async def watch() -> None:
+            async with asyncio.TaskGroup() as group:
+                async for stream in server.publishes():
+                    group.create_task(consume(stream))
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.1)
+        base = f"rtmp://127.0.0.1:{server.port}/live"
+        slow = asyncio.create_task(run(*publish_args(ffmpeg, f"{base}/slowpoke", 3.0,
+                                                     realtime=False)))
+        code, err = await run(*publish_args(ffmpeg, f"{base}/quick", 3.0))
+        assert code == 0, err
+        assert got["live/quick"] > 150  # every frame of the quick one, in real time
+        assert paused_seen  # the slow consumer held its own publisher back
+        code, err = await asyncio.wait_for(slow, 60)
+        assert code == 0, err
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
