@@ -498,3 +498,20 @@ async def test_slow_ingest_consumer_pauses_only_its_publisher() -> None:
         assert code == 0, err
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_legacy_debian_ffmpeg_publishes_and_plays(tmp_path: Path) -> None:
+    """FFmpeg 5.1 (Debian's), an older peer, through the relay both ways."""
+    from .peers import debian_tool
+
+    ffmpeg = debian_tool("ffmpeg")
+    out = tmp_path / "legacy.flv"
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/legacy"
+        player = asyncio.create_task(run(*play_args(ffmpeg, url, out)))
+        await wait_for(lambda: sinks(server, "live/legacy") == 1)
+        code, err = await run(*publish_args(ffmpeg, url, seconds=2.0))
+        assert code == 0, err
+        code, err = await asyncio.wait_for(player, 30)
+        assert code == 0, err
+    assert packet_count(ffmpeg_exe(), out, "v:0") == 50
