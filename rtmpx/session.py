@@ -222,6 +222,10 @@ class _Session:
         """Queue bytes already chunked by the caller (fan-out of shared chunks)."""
         self._out.append(data)
 
+    def _media(self, type_id: int, stream_id: int, timestamp: int, payload: Buffer) -> None:
+        self._out.append(self._writer.encode(
+            Message(type_id, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+
     def _control(self, type_id: int, payload: bytes) -> None:
         self._out.append(self._writer.encode(Message(type_id, payload, 0, 0, 2)))
 
@@ -711,20 +715,17 @@ class ServerSession(_Session):
     def send_audio(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send an audio message (an FLV audio tag body) to a player."""
         self._playing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.AUDIO, stream_id, timestamp, payload)
 
     def send_video(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send a video message (an FLV video tag body) to a player."""
         self._playing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.VIDEO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.VIDEO, stream_id, timestamp, payload)
 
     def send_data(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Send an AMF0 data message body as is (e.g. ``Metadata.payload``)."""
         self._playing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.DATA_AMF0, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.DATA_AMF0, stream_id, timestamp, payload)
 
     def send_metadata(self, stream_id: int, metadata: dict[str, Any],
                       timestamp: int = 0) -> None:
@@ -915,14 +916,12 @@ class ClientSession(_Session):
     def send_audio(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish an audio message (an FLV audio tag body), timestamp in ms."""
         self._publishing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.AUDIO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.AUDIO, stream_id, timestamp, payload)
 
     def send_video(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish a video message (an FLV video tag body), timestamp in ms."""
         self._publishing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.VIDEO, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.VIDEO, stream_id, timestamp, payload)
 
     def send_metadata(self, stream_id: int, metadata: dict[str, Any],
                       timestamp: int = 0) -> None:
@@ -933,8 +932,7 @@ class ClientSession(_Session):
     def send_data(self, stream_id: int, timestamp: int, payload: Buffer) -> None:
         """Publish an AMF0 data message body as is."""
         self._publishing(stream_id)
-        self._out.append(self._writer.encode(
-            Message(MT.DATA_AMF0, _bytes(payload), timestamp & 0xFFFFFFFF, stream_id)))
+        self._media(MT.DATA_AMF0, stream_id, timestamp, payload)
 
     # -- from the server ------------------------------------------------------------
 

@@ -6,6 +6,7 @@ say why.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +182,38 @@ rtmp {{
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+# --- asyncio helpers ---------------------------------------------------------------
+
+async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
+    """Run a peer to its end (killed after ``timeout``): exit code, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        _, err = await proc.communicate()
+    return proc.returncode or 0, err.decode("utf-8", "replace")
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    """Poll ``predicate`` every 50 ms until it holds (AssertionError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def sinks(server: Any, key: str) -> int:
+    """Players of a key on an rtmpx server."""
+    channel = server.hub.get(key)
+    return len(channel.sinks) if channel is not None else 0
+
+
+def live(server: Any, key: str) -> bool:
+    """Whether a key has a publisher on an rtmpx server."""
+    channel = server.hub.get(key)
+    return channel is not None and channel.live

@@ -17,20 +17,9 @@ import pytest
 from rtmpx.flv import FLVReader
 from rtmpx.server import Request, Server
 
-from .peers import ffmpeg_exe, lavfi_publish_args, packet_count
+from .peers import ffmpeg_exe, lavfi_publish_args, packet_count, run
 
 pytestmark = pytest.mark.interop
-
-
-async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        _, err = await proc.communicate()
-    return proc.returncode or 0, err.decode("utf-8", "replace")
 
 
 def publish(ffmpeg: str, url: str, seconds: float, realtime: bool = False,

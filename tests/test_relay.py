@@ -5,8 +5,6 @@ pull from nginx-rtmp as an edge."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +14,18 @@ import rtmpx
 from rtmpx.events import Metadata
 from rtmpx.server import Server
 
-from .peers import Sample, coded, ffmpeg_exe, free_port, lavfi_publish_args, packet_count
+from .peers import (
+    Sample,
+    coded,
+    ffmpeg_exe,
+    free_port,
+    lavfi_publish_args,
+    packet_count,
+    run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
-
-
-async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        _, err = await proc.communicate()
-    return proc.returncode or 0, err.decode("utf-8", "replace")
-
-
-async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def publish_sample(url: str, sample: Sample, realtime: bool = False) -> None:

@@ -19,21 +19,9 @@ from rtmpx.hub import HubLimits
 from rtmpx.server import Request, Server
 from rtmpx.stats import StatsServer
 
-from .peers import ffmpeg_exe, lavfi_publish_args, packet_count
+from .peers import ffmpeg_exe, lavfi_publish_args, live, packet_count, run, sinks, wait_for
 
 pytestmark = pytest.mark.interop
-
-
-async def run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
-    """Run a peer to its end (killed after ``timeout``): exit code, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        _, err = await proc.communicate()
-    return proc.returncode or 0, err.decode("utf-8", "replace")
 
 
 def publish_args(ffmpeg: str, url: str, seconds: float = 2.0, realtime: bool = True,
@@ -58,24 +46,6 @@ def shrink_send_buffers(server: Server) -> None:
 def play_args(ffmpeg: str, url: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [ffmpeg, "-hide_banner", "-loglevel", "error", "-rw_timeout", "20000000",
             "-i", url, *extra, "-c", "copy", "-f", "flv", str(out)]
-
-
-async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
-def sinks(server: Server, key: str) -> int:
-    channel = server.hub.get(key)
-    return len(channel.sinks) if channel is not None else 0
-
-
-def live(server: Server, key: str) -> bool:
-    channel = server.hub.get(key)
-    return channel is not None and channel.live
 
 
 def probe(ffmpeg: str, path: Path) -> list[tuple[int, int]]:
