@@ -36,7 +36,7 @@ import logging
 import ssl as _ssl
 from collections.abc import Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar, cast
 
 from . import _states as S
 from .errors import ProtocolError, RtmpError
@@ -150,8 +150,8 @@ class _Protocol(asyncio.Protocol):
         self._client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._client._connection_made(transport)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance
+        self._client._connection_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         self._client._data_received(data)

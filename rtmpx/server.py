@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import parse_qs
 
 from .constants import MessageType as MT
@@ -218,19 +218,19 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance
+        self.transport = tp = cast(asyncio.Transport, transport)
+        peer = tp.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         server = self.server
         if len(server.connections) >= server.max_connections:
             log.warning("refusing %s: max_connections=%d reached", self.peer,
                         server.max_connections)
-            transport.abort()
+            tp.abort()
             self.closed = True
             return
         server.connections.add(self)
-        transport.set_write_buffer_limits(high=server.limits.max_queue)
+        tp.set_write_buffer_limits(high=server.limits.max_queue)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
