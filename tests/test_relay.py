@@ -151,3 +151,21 @@ async def test_pull_from_nginx_as_an_edge(nginx: int, tmp_path: Path) -> None:
         await wait_for(lambda: not edge.hub.channels and not edge._relays.pullers, 10)
     code, err = await publisher
     assert code == 0, err
+
+
+def test_server_and_client_on_uvloop(sample: Sample) -> None:
+    """uvloop's transports are not asyncio.Transport subclasses; the CLI
+    picks uvloop when installed, so both ends must work on it."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> int:
+        async with Server(port=0) as server:
+            url = f"rtmp://127.0.0.1:{server.port}/live/uv"
+            player = asyncio.ensure_future(play_frames(url))
+            await wait_for(lambda: (c := server.hub.get("live/uv")) is not None and c.sinks)
+            await publish_sample(url, sample)
+            items = await asyncio.wait_for(player, 30)
+        return sum(1 for f in items if not isinstance(f, Metadata) and f.kind == "video"
+                   and coded(f))
+
+    assert uvloop.run(main()) == sample.video_frames
