@@ -36,7 +36,7 @@ def _amf_decode(args: argparse.Namespace) -> int:
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     """Run the command's coroutine, on uvloop when it is installed."""
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return asyncio.run(coro)
     return int(uvloop.run(coro))

@@ -84,12 +84,12 @@ class Sink:
         "_behind_since",
         "_flush",
         "_skip_to_key",
-        "_started",
         "audio",
         "chunk_size",
         "closed",
         "limits",
         "on_kick",
+        "owner",
         "peer",
         "stats",
         "stream_id",
@@ -100,7 +100,8 @@ class Sink:
     def __init__(self, transport: Transport, stream_id: int, chunk_size: int,
                  limits: HubLimits, *, peer: str = "",
                  flush: Callable[[], None] | None = None,
-                 on_kick: Callable[[Sink, str], None] | None = None) -> None:
+                 on_kick: Callable[[Sink, str], None] | None = None,
+                 owner: Any = None) -> None:
         self.transport = transport
         self.stream_id = stream_id
         self.chunk_size = chunk_size
@@ -111,9 +112,9 @@ class Sink:
         self.video = True
         self._skip_to_key = True   # a player starts at a keyframe
         self._behind_since: float | None = None
-        self._started = False
         self._flush = flush
         self.on_kick = on_kick
+        self.owner = owner  # what the sink belongs to (the server's connection)
         self.closed = False
 
     @property

@@ -414,7 +414,8 @@ class _Connection(asyncio.Protocol):
         self.flush()
         assert self.transport is not None
         sink = Sink(self.transport, event.stream_id, self.session.chunk_size, self.server.limits,
-                    peer=self.peer, flush=self.flush, on_kick=self._kicked)
+                    peer=self.peer, flush=self.flush, on_kick=self._kicked,
+                    owner=self)
         channel = self.server.hub.channel(request.key)
         self.sinks[event.stream_id] = (sink, channel, request)
         channel.add_sink(sink, time.monotonic())
@@ -514,7 +515,6 @@ class Server:
         self._background: set[asyncio.Task[Any]] = set()
         self._relays: Any = None
         self.started_at = 0.0
-        self.bytes_out_closed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -647,7 +647,6 @@ class Server:
         channel = pub.channel
         channel.reset()
         channel.publisher = (conn, pub.stream_id)
-        now = time.monotonic()
         for sink in list(channel.sinks):
             owner = self._sink_owner(sink)
             if owner is not None:
@@ -675,7 +674,6 @@ class Server:
         self._ingest[pub.request.key] = streams
         if self._relays is not None:
             self._relays.published(channel, pub.request)
-        del now
 
     def _stop_publish(self, conn: _Connection, pub: _Publication, why: str) -> None:
         channel = pub.channel
@@ -700,8 +698,7 @@ class Server:
         self.hub.discard_if_idle(channel)
 
     def _sink_owner(self, sink: Sink) -> _Connection | None:
-        flush = sink._flush
-        owner = getattr(flush, "__self__", None)
+        owner = sink.owner
         return owner if isinstance(owner, _Connection) else None
 
     def _player_joined(self, channel: Channel) -> None:
