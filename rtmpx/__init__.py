@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from ._version import __version__
 from .chunk import ChunkReader, ChunkWriter, Message
-from .client import Client, ConnectionRejectedError, PlayStream, PublishStream, StatusError, connect
-from .errors import AMFDecodeError, AMFEncodeError, HandshakeError, ProtocolError, RtmpError
+from .client import Client, PlayStream, PublishStream, connect
+from .constants import StatusCode
+from .errors import (
+    AMFDecodeError,
+    AMFEncodeError,
+    ConnectionRejectedError,
+    HandshakeError,
+    InvalidStateError,
+    ProtocolError,
+    RtmpError,
+    StatusError,
+)
 from .hub import HubLimits
 from .media import Frame
 from .server import IncomingStream, Request, Server
@@ -28,6 +38,7 @@ __all__ = [
     "HandshakeError",
     "HubLimits",
     "IncomingStream",
+    "InvalidStateError",
     "Message",
     "PlayStream",
     "ProtocolError",
@@ -37,6 +48,7 @@ __all__ = [
     "Server",
     "ServerSession",
     "SessionConfig",
+    "StatusCode",
     "StatusError",
     "__version__",
     "connect",

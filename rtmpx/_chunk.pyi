@@ -64,5 +64,8 @@ class ChunkWriter:
         """The current outbound chunk size."""
     def set_chunk_size(self, size: int) -> bytes:
         """Encode a Set Chunk Size message; ``size`` applies to what follows it."""
+    def forget(self, csid: int) -> None:
+        """Forget what was last sent on chunk stream ``csid``: its next
+        message gets a full (fmt 0) header."""
     def encode(self, message: Message) -> bytes:
         """Return ``message`` as chunks."""

@@ -602,6 +602,20 @@ cdef class ChunkWriter:
         self._chunk_size = size
         return data
 
+    def forget(self, csid):
+        """Forget what was last sent on chunk stream ``csid``: its next
+        message gets a full (fmt 0) header.  Call it when bytes chunked
+        elsewhere were sent on ``csid`` in between."""
+        cdef Py_ssize_t i
+        _check_int("csid", csid, 2, 65599)
+        for i in range(self._nstreams):
+            if self._streams[i].csid == <uint32_t>csid:
+                self._nstreams -= 1
+                if i != self._nstreams:
+                    self._streams[i] = self._streams[self._nstreams]
+                self._last = 0
+                return
+
     cdef OutStream* _stream(self, uint32_t csid, bint* fresh) except NULL:
         cdef Py_ssize_t i, newcap
         cdef OutStream* grown

@@ -438,6 +438,13 @@ class ChunkWriter:
         self._chunk_size = size
         return data
 
+    def forget(self, csid: int) -> None:
+        """Forget what was last sent on chunk stream ``csid``: its next
+        message gets a full (fmt 0) header.  Call it when bytes chunked
+        elsewhere were sent on ``csid`` in between."""
+        _check_int("csid", csid, 2, 65599)
+        self._streams.pop(csid, None)
+
     def encode(self, message: Message) -> bytes:
         """Return ``message`` as chunks."""
         if not isinstance(message, Message):

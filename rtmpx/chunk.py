@@ -1,4 +1,4 @@
-"""The RTMP chunk stream: :class:`Message`, :class:`ChunkReader`, :class:`ChunkWriter`.
+"""The RTMP chunk stream: :class:`Message`, :class:`ChunkReader`, :class:`ChunkWriter`, :func:`default_csid`.
 
 Re-exports the compiled :mod:`rtmpx._chunk` (or, with
 ``RTMPX_PUREPYTHON=1``, the pure twin :mod:`rtmpx._chunk_py`); see the
@@ -11,8 +11,8 @@ import os
 from typing import TYPE_CHECKING
 
 if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
-    from ._chunk_py import ChunkReader, ChunkWriter, Message
+    from ._chunk_py import ChunkReader, ChunkWriter, Message, default_csid
 else:
-    from ._chunk import ChunkReader, ChunkWriter, Message
+    from ._chunk import ChunkReader, ChunkWriter, Message, default_csid
 
-__all__ = ["ChunkReader", "ChunkWriter", "Message"]
+__all__ = ["ChunkReader", "ChunkWriter", "Message", "default_csid"]

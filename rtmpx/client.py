@@ -12,8 +12,9 @@
         async for frame in client.play("key"):
             ...   # rtmpx.media.Frame, or rtmpx.events.Metadata for onMetaData
 
-Every protocol decision is the session's; this module moves bytes between
-an :class:`asyncio.Protocol` and the session and turns its events into
+Every protocol decision is the session's (the publish and play sequences,
+what each ``onStatus`` code means); this module moves bytes between an
+:class:`asyncio.Protocol` and the session and turns its events into
 awaitable results.  Writes go straight to the transport; the ``send_*``
 coroutines wait while the transport's write buffer is above its
 high-water mark (:data:`WRITE_HIGH_WATER`).  A :class:`PlayStream` holds
@@ -38,8 +39,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar, cast
 
-from . import _states as S
-from .errors import ProtocolError, RtmpError
+from .errors import ConnectionRejectedError, ProtocolError, RtmpError, StatusError
 from .events import (
     AudioData,
     CallResult,
@@ -49,12 +49,15 @@ from .events import (
     DataMessage,
     Event,
     Metadata,
+    PlayStarted,
+    PlayStopped,
+    PublishStarted,
     Status,
     StreamCreated,
-    UserControl,
+    StreamFailed,
     VideoData,
 )
-from .session import ClientSession, SessionConfig
+from .session import ClientSession, ConnectionState, SessionConfig
 from .url import RtmpURL, parse_url
 
 if TYPE_CHECKING:
@@ -75,12 +78,6 @@ log = logging.getLogger("rtmpx.client")
 #: Bytes the transport may buffer before ``send_*`` waits for it to drain.
 WRITE_HIGH_WATER = 1024 * 1024
 
-#: NetStream codes that end a play iteration when ``until_unpublish``.
-END_CODES = frozenset({
-    "NetStream.Play.UnpublishNotify", "NetStream.Play.Stop", "NetStream.Play.Complete",
-})
-
-_STREAM_EOF = 1  # user control StreamEOF
 _T = TypeVar("_T")
 
 #: A media payload: any bytes-like object.
@@ -97,39 +94,6 @@ def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
         fut.exception()
-
-
-class ConnectionRejectedError(RtmpError):
-    """The server answered ``connect`` with ``_error``; ``info`` is its
-    status object (``code``, ``description``, ...)."""
-
-    def __init__(self, info: dict[str, Any]) -> None:
-        self.info = info
-        self.code = str(info.get("code", ""))
-        self.description = str(info.get("description", ""))
-        super().__init__(f"connect rejected: {self.code or 'no code'}"
-                         + (f": {self.description}" if self.description else ""))
-
-
-class StatusError(RtmpError):
-    """A publish, play or call refused by the server (an error ``onStatus``
-    or ``_error``): ``code`` (e.g. ``NetStream.Publish.BadName``),
-    ``description`` and the whole ``info`` object."""
-
-    def __init__(self, code: str, description: str = "",
-                 info: dict[str, Any] | None = None) -> None:
-        self.code = code
-        self.description = description
-        self.info = info if info is not None else {}
-        super().__init__(f"{code or 'error'}" + (f": {description}" if description else ""))
-
-    @classmethod
-    def from_info(cls, info: Any, default_code: str = "") -> StatusError:
-        """Build from a status object (anything that is not a dict gives ``default_code``)."""
-        if not isinstance(info, dict):
-            return cls(default_code, "", {})
-        return cls(str(info.get("code", default_code)), str(info.get("description", "")),
-                   info)
 
 
 class _FrameLike(Protocol):
@@ -202,7 +166,7 @@ class Client:
         self._lost_fut: asyncio.Future[None] = self._loop.create_future()
         self._connect_fut: asyncio.Future[Connected] = self._loop.create_future()
         self._calls: dict[float, asyncio.Future[CallResult]] = {}
-        self._creates: dict[float, asyncio.Future[int]] = {}
+        self._requests: dict[float, PublishStream | PlayStream] = {}  # by createStream txn
         self._streams: dict[int, PublishStream | PlayStream] = {}
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -235,20 +199,19 @@ class Client:
         """
         name = self._stream_name(name)
         self._check_open()
-        self.session.release_stream(name)
-        self.session.fc_publish(name)
-        stream_id = await self._create_stream()
-        stream = PublishStream(self, stream_id, name, type)
-        self._streams[stream_id] = stream
+        stream = PublishStream(self, name, type)
+        request = self.session.start_publish(name, type)
+        self._requests[request] = stream
+        self.flush()
         try:
-            self.session.publish(stream_id, name, type)
-            self.flush()
-            status = await self._wait(stream._started)
+            await self._wait(stream._started)
         except BaseException:
-            self._forget(stream_id, delete=True)
+            self._requests.pop(request, None)
             stream._closed = True
+            self._forget(stream, delete=True)
             raise
-        log.info("publishing %r on stream %d (%s)", name, stream_id, status.code)
+        self._requests.pop(request, None)
+        log.info("publishing %r on stream %d", name, stream.stream_id)
         return stream
 
     def play(self, name: str | None = None, *, start: float = -2, duration: float = -1,
@@ -353,17 +316,6 @@ class Client:
             raise TimeoutError(f"no answer from {self.url.netloc} "
                                f"in {self.timeout} s") from None
 
-    async def _create_stream(self) -> int:
-        self._check_open()
-        txn = self.session.create_stream()
-        fut: asyncio.Future[int] = self._loop.create_future()
-        self._creates[txn] = fut
-        self.flush()
-        try:
-            return await self._wait(fut)
-        finally:
-            self._creates.pop(txn, None)
-
     async def _drain(self) -> None:
         """Wait while the transport's buffer is above the high-water mark."""
         if self._lost:
@@ -378,11 +330,19 @@ class Client:
             if fut in self._drain_waiters:
                 self._drain_waiters.remove(fut)
 
-    def _forget(self, stream_id: int, *, delete: bool) -> None:
-        """Drop a stream; with ``delete``, tell the server (deleteStream)."""
-        self._streams.pop(stream_id, None)
-        if delete and self._can_write() and self.session.state == S.CONNECTED:
-            self.session.delete_stream(stream_id)
+    def _forget(self, stream: PublishStream | PlayStream, *, delete: bool) -> None:
+        """Drop a stream; with ``delete``, end it on the server too
+        (FCUnpublish and deleteStream for a publish, deleteStream for a play)."""
+        stream_id = stream.stream_id
+        if stream_id is None or self._streams.get(stream_id) is not stream:
+            return
+        del self._streams[stream_id]
+        if delete and self._can_write() and self.session.state is ConnectionState.CONNECTED \
+                and self.session.stream_state(stream_id) is not None:
+            if isinstance(stream, PublishStream):
+                self.session.stop_publish(stream_id)
+            else:
+                self.session.stop_play(stream_id)
             self.flush()
 
     def _pause_reading(self, stream: PlayStream) -> None:
@@ -428,26 +388,35 @@ class Client:
             stream = self._streams.get(event.stream_id)
             if isinstance(stream, PlayStream):
                 stream._on_media(event)
-        elif isinstance(event, Status):
+        elif isinstance(event, (PublishStarted, PlayStarted, PlayStopped)):
             stream = self._streams.get(event.stream_id)
-            log.debug("onStatus %s %s on stream %d", event.level, event.code, event.stream_id)
             if stream is not None:
-                stream._on_status(event)
+                stream._on_event(event)
+        elif isinstance(event, StreamFailed):
+            stream = self._streams.get(event.stream_id) if event.stream_id else \
+                self._requests.pop(event.request_id, None)
+            if stream is not None:
+                stream._on_event(event)
+        elif isinstance(event, Status):
+            log.debug("onStatus %s %s on stream %d", event.level, event.code, event.stream_id)
+            stream = self._streams.get(event.stream_id)
+            if isinstance(stream, PlayStream):
+                stream.status = event
         elif isinstance(event, StreamCreated):
-            create = self._creates.pop(event.transaction_id, None)
-            if create is not None and not create.done():
-                create.set_result(event.stream_id)
+            owner = self._requests.get(event.transaction_id)
+            if owner is not None:
+                owner.stream_id = event.stream_id
+                self._streams[event.stream_id] = owner
             call = self._calls.pop(event.transaction_id, None)
             if call is not None and not call.done():  # call("createStream")
                 call.set_result(CallResult(event.transaction_id, None,
                                            (float(event.stream_id),), False, "createStream"))
         elif isinstance(event, CallResult):
-            self._on_call_result(event)
-        elif isinstance(event, UserControl):
-            if event.event_type == _STREAM_EOF:
-                stream = self._streams.get(event.value)
-                if isinstance(stream, PlayStream):
-                    stream._on_eof()
+            call = self._calls.pop(event.transaction_id, None)
+            if call is not None and not call.done():
+                call.set_result(event)
+            elif event.error:
+                log.debug("_error for %s", event.name or event.transaction_id)
         elif isinstance(event, Connected):
             self.connected = event
             if not self._connect_fut.done():
@@ -459,20 +428,7 @@ class Client:
             if self._transport is not None:
                 self._transport.close()
         elif isinstance(event, (CommandCall, DataMessage)):
-            log.debug("ignored from server: %r", event)
-
-    def _on_call_result(self, event: CallResult) -> None:
-        if event.name == "createStream":
-            create = self._creates.pop(event.transaction_id, None)
-            if create is not None and not create.done():
-                info = event.args[0] if event.args else None
-                _set_exception(create, StatusError.from_info(info, "NetConnection.Call.Failed"))
-                return
-        call = self._calls.pop(event.transaction_id, None)
-        if call is not None and not call.done():
-            call.set_result(event)
-        elif event.error:
-            log.debug("_error for %s: %r", event.name or event.transaction_id, event.args)
+            log.debug("ignored from server: %s", type(event).__name__)
 
     def _resume_writing(self) -> None:
         self._write_paused = False
@@ -509,13 +465,14 @@ class Client:
         """Fail every pending future with the reason the connection ended."""
         err = self._closed_error()
         futures: list[asyncio.Future[Any]] = [self._connect_fut, *self._calls.values(),
-                                              *self._creates.values(), *self._drain_waiters]
+                                              *self._drain_waiters]
         self._calls.clear()
-        self._creates.clear()
         self._drain_waiters.clear()
         for fut in futures:
             _set_exception(fut, err)
-        for stream in list(self._streams.values()):
+        streams = {*self._streams.values(), *self._requests.values()}
+        self._requests.clear()
+        for stream in streams:
             stream._on_connection_end(self._error)
 
 
@@ -610,14 +567,14 @@ class PublishStream:
     on exit; the connection stays open.
     """
 
-    def __init__(self, client: Client, stream_id: int, name: str, publish_type: str) -> None:
+    def __init__(self, client: Client, name: str, publish_type: str) -> None:
         self.client = client
-        self.stream_id = stream_id
+        self.stream_id: int | None = None   # known once the server made the stream
         self.name = name
         self.publish_type = publish_type
         self.bytes_sent = 0
         self._closed = False
-        self._started: asyncio.Future[Status] = client._loop.create_future()
+        self._started: asyncio.Future[PublishStarted] = client._loop.create_future()
 
     def __repr__(self) -> str:
         return f"<rtmpx.PublishStream {self.name!r} id={self.stream_id}>"
@@ -629,26 +586,22 @@ class PublishStream:
 
     async def send_audio(self, timestamp: int, payload: Buffer) -> None:
         """Send an audio message (an FLV audio tag body)."""
-        self._check()
-        self.client.session.send_audio(self.stream_id, timestamp, _as_bytes(payload))
+        self.client.session.send_audio(self._check(), timestamp, _as_bytes(payload))
         await self._sent()
 
     async def send_video(self, timestamp: int, payload: Buffer) -> None:
         """Send a video message (an FLV video tag body)."""
-        self._check()
-        self.client.session.send_video(self.stream_id, timestamp, _as_bytes(payload))
+        self.client.session.send_video(self._check(), timestamp, _as_bytes(payload))
         await self._sent()
 
     async def send_metadata(self, metadata: dict[str, Any], timestamp: int = 0) -> None:
         """Send ``@setDataFrame("onMetaData", metadata)``."""
-        self._check()
-        self.client.session.send_metadata(self.stream_id, metadata, timestamp)
+        self.client.session.send_metadata(self._check(), metadata, timestamp)
         await self._sent()
 
     async def send_data(self, timestamp: int, payload: Buffer) -> None:
         """Send an AMF0 data message body as is."""
-        self._check()
-        self.client.session.send_data(self.stream_id, timestamp, _as_bytes(payload))
+        self.client.session.send_data(self._check(), timestamp, _as_bytes(payload))
         await self._sent()
 
     async def send_frame(self, frame: Frame | _FrameLike) -> None:
@@ -671,9 +624,7 @@ class PublishStream:
             return
         self._closed = True
         _set_exception(self._started, self._closed_error())
-        if self.client._can_write() and self.client.session.state == S.CONNECTED:
-            self.client.session.fc_unpublish(self.name)
-        self.client._forget(self.stream_id, delete=True)
+        self.client._forget(self, delete=True)
         log.debug("stopped publishing %r", self.name)
 
     async def __aenter__(self) -> Self:
@@ -683,10 +634,12 @@ class PublishStream:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
-    def _check(self) -> None:
+    def _check(self) -> int:
+        """The stream id, if the stream is open for sending."""
         self.client._check_open()
-        if self._closed:
+        if self._closed or self.stream_id is None:
             raise self._closed_error()
+        return self.stream_id
 
     def _closed_error(self) -> BaseException:
         if self.client.closed:
@@ -697,15 +650,16 @@ class PublishStream:
         self.bytes_sent += self.client.flush()
         await self.client._drain()
 
-    def _on_status(self, event: Status) -> None:
-        if not self._started.done():
-            if event.level == "error":
-                _set_exception(self._started,
-                               StatusError(event.code, event.description, event.info))
-            elif event.code == "NetStream.Publish.Start":
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, PublishStarted):
+            if not self._started.done():
                 self._started.set_result(event)
-        elif event.level == "error":
-            log.warning("publishing %r: %s %s", self.name, event.code, event.description)
+        elif isinstance(event, StreamFailed):
+            if self._started.done():
+                log.warning("publishing %r ended: %s %s", self.name, event.code,
+                            event.description)
+            _set_exception(self._started,
+                           StatusError(event.code, event.description, event.info))
             self._closed = True
 
     def _on_connection_end(self, error: BaseException | None) -> None:
@@ -724,6 +678,8 @@ class PlayStream:
     when the connection closes; a protocol error is raised.  Awaiting
     the stream, or ``async with``, starts it and waits for
     NetStream.Play.Start (:class:`StatusError` if the server refuses).
+    With ``until_unpublish=False`` the iteration goes on across an
+    unpublish, for as long as the server keeps the stream.
     """
 
     def __init__(self, client: Client, name: str, *, start: float, duration: float,
@@ -743,7 +699,7 @@ class PlayStream:
         self._queue: collections.deque[AudioData | VideoData | Metadata] = collections.deque()
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._started: asyncio.Future[Status] = client._loop.create_future()
+        self._started: asyncio.Future[PlayStarted] = client._loop.create_future()
         self._start_lock = asyncio.Lock()
         self._running = False
         self._start_error: Exception | None = None
@@ -773,22 +729,23 @@ class PlayStream:
             except Exception as exc:
                 self._start_error = exc
                 self._end(None)
-                if self.stream_id is not None:
-                    self.client._forget(self.stream_id, delete=True)
+                self.client._forget(self, delete=True)
                 raise
             self._running = True
             return self
 
     async def _start(self) -> None:
         client = self.client
-        stream_id = await client._create_stream()
-        self.stream_id = stream_id
-        client._streams[stream_id] = self
+        client._check_open()
         start, duration, buffer_ms = self._args
-        client.session.play(stream_id, self.name, start, duration, True, buffer_ms)
+        request = client.session.start_play(self.name, start, duration, True, buffer_ms)
+        client._requests[request] = self
         client.flush()
-        status = await client._wait(self._started)
-        log.info("playing %r on stream %d (%s)", self.name, stream_id, status.code)
+        try:
+            started = await client._wait(self._started)
+        finally:
+            client._requests.pop(request, None)
+        log.info("playing %r on stream %d (%s)", self.name, started.stream_id, started.code)
 
     def __await__(self) -> Generator[Any, None, PlayStream]:
         return self.start().__await__()
@@ -836,8 +793,7 @@ class PlayStream:
         self._queue.clear()
         self._queued_bytes = 0
         self.client._resume_reading(self)
-        if self.stream_id is not None:
-            self.client._forget(self.stream_id, delete=True)
+        self.client._forget(self, delete=True)
 
     @staticmethod
     def _convert(item: AudioData | VideoData | Metadata) -> Frame | Metadata:
@@ -873,25 +829,20 @@ class PlayStream:
             self.client._pause_reading(self)
         self._wake()
 
-    def _on_status(self, event: Status) -> None:
-        self.status = event
-        if not self._started.done():
-            if event.level == "error":
-                _set_exception(self._started,
-                               StatusError(event.code, event.description, event.info))
-            elif event.code == "NetStream.Play.Start":
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, PlayStarted):
+            if not self._started.done():
                 self._started.set_result(event)
-            return
-        if event.level == "error":
-            self._end(StatusError(event.code, event.description, event.info))
-        elif self.until_unpublish and event.code in END_CODES:
-            log.debug("play %r ended: %s", self.name, event.code)
-            self._end(None)
-
-    def _on_eof(self) -> None:
-        if self.until_unpublish and self._started.done():
-            log.debug("play %r ended: StreamEOF", self.name)
-            self._end(None)
+        elif isinstance(event, PlayStopped):
+            if self.until_unpublish:  # policy: the session only says the stream ended
+                log.debug("play %r ended: %s", self.name, event.code or "StreamEOF")
+                self._end(None)
+        elif isinstance(event, StreamFailed):
+            error = StatusError(event.code, event.description, event.info)
+            if self._started.done():
+                self._end(error)
+            else:
+                _set_exception(self._started, error)
 
     def _on_connection_end(self, error: BaseException | None) -> None:
         _set_exception(self._started, self.client._closed_error())

@@ -1,10 +1,10 @@
-"""RTMP numbers: message types, user control events, defaults."""
+"""RTMP numbers and names: message types, user control events, status codes."""
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MessageType", "UserControlEvent"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MessageType", "StatusCode", "UserControlEvent"]
 
 DEFAULT_PORT = 1935
 DEFAULT_TLS_PORT = 443
@@ -44,3 +44,31 @@ class UserControlEvent(IntEnum):
     SWF_VERIFY_RESPONSE = 0x1B
     BUFFER_EMPTY = 0x1F
     BUFFER_READY = 0x20
+
+
+class StatusCode(StrEnum):
+    """The ``code`` of the status objects in ``_result``/``_error``/``onStatus``.
+
+    A :class:`~enum.StrEnum`: each member equals its wire string, so it
+    compares equal to the ``code`` a peer sent.
+    """
+
+    CONNECT_SUCCESS = "NetConnection.Connect.Success"
+    CONNECT_REJECTED = "NetConnection.Connect.Rejected"
+    CONNECT_CLOSED = "NetConnection.Connect.Closed"
+    CALL_FAILED = "NetConnection.Call.Failed"
+    PUBLISH_START = "NetStream.Publish.Start"
+    PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
+    PUBLISH_REJECTED = "NetStream.Publish.Rejected"
+    UNPUBLISH_SUCCESS = "NetStream.Unpublish.Success"
+    PLAY_START = "NetStream.Play.Start"
+    PLAY_RESET = "NetStream.Play.Reset"
+    PLAY_STOP = "NetStream.Play.Stop"
+    PLAY_COMPLETE = "NetStream.Play.Complete"
+    PLAY_FAILED = "NetStream.Play.Failed"
+    PLAY_STREAM_NOT_FOUND = "NetStream.Play.StreamNotFound"
+    PLAY_PUBLISH_NOTIFY = "NetStream.Play.PublishNotify"
+    PLAY_UNPUBLISH_NOTIFY = "NetStream.Play.UnpublishNotify"
+    PAUSE_NOTIFY = "NetStream.Pause.Notify"
+    UNPAUSE_NOTIFY = "NetStream.Unpause.Notify"
+    SEEK_NOTIFY = "NetStream.Seek.Notify"

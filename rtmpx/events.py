@@ -33,7 +33,10 @@ __all__ = [
     "PeerWindow",
     "PingResponse",
     "PlayRequest",
+    "PlayStarted",
+    "PlayStopped",
     "PublishRequest",
+    "PublishStarted",
     "ReceiveAudio",
     "ReceiveVideo",
     "ReleaseStream",
@@ -42,6 +45,7 @@ __all__ = [
     "StreamClosed",
     "StreamCreated",
     "StreamDeleted",
+    "StreamFailed",
     "Unpublished",
     "UserControl",
     "VideoData",
@@ -136,6 +140,60 @@ class PlayRequest(Event):
     start: float
     duration: float
     reset: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublishStarted(Event):
+    """Client side: the server accepted our publish (NetStream.Publish.Start).
+
+    ``request_id`` is the transaction id of the createStream that made the
+    stream (what :meth:`~rtmpx.ClientSession.start_publish` returned)."""
+
+    stream_id: int
+    name: str
+    request_id: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlayStarted(Event):
+    """Client side: the server started our play (NetStream.Play.Start), or
+    the stream came back after a :class:`PlayStopped`
+    (NetStream.Play.PublishNotify, or Play.Start again): ``code`` says which."""
+
+    stream_id: int
+    name: str
+    code: str
+    request_id: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlayStopped(Event):
+    """A play on ``stream_id`` ended.
+
+    Client side: the server said the stream ended; ``code`` is the
+    ``onStatus`` code (NetStream.Play.UnpublishNotify, Play.Stop,
+    Play.Complete) or ``""`` for a StreamEOF user control.  The stream may
+    come back (:class:`PlayStarted` again) when it is republished.
+    Server side: the player stopped playing (closeStream, deleteStream, or
+    a new ``play`` on the same stream); ``code`` is ``""``."""
+
+    stream_id: int
+    name: str
+    code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailed(Event):
+    """Client side: the server refused our publish or play, or ended it
+    with an error ``onStatus`` (``stream_id`` is 0 when even the
+    createStream failed).  ``request_id`` is the createStream transaction
+    id of the stream, as in :class:`PublishStarted`."""
+
+    stream_id: int
+    request_id: float
+    code: str
+    description: str
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

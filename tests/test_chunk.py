@@ -391,6 +391,26 @@ def test_writer_after_fmt0(mod: ModuleType) -> None:
     assert out == [h("05 000064 000001 12 00000000 61"), h("85 000064 62")]
 
 
+def test_writer_forget(mod: ModuleType) -> None:
+    # After forget(csid) the next message there has a full header; other
+    # chunk streams keep their state.
+    w = mod.ChunkWriter()
+    Message = mod.Message
+    w.encode(Message(18, b"a", 0, 1))
+    w.encode(Message(20, b"x", 0, 1))
+    assert w.encode(Message(18, b"a", 0, 1)) == h("c5 61")
+    w.forget(5)
+    assert w.encode(Message(18, b"a", 0, 1)) == h("05 000000 000001 12 01000000 61")
+    assert w.encode(Message(20, b"x", 0, 1)) == h("c3 78")
+    w.forget(5)
+    w.forget(5)   # nothing left to forget: harmless
+    w.forget(64)  # a chunk stream never used
+    assert w.encode(Message(18, b"b", 7, 1)) == h("05 000007 000001 12 01000000 62")
+    for bad in (0, 1, 65600):
+        with pytest.raises(ValueError):
+            w.forget(bad)
+
+
 def test_writer_default_csids(mod: ModuleType) -> None:
     expected = {
         1: 2,

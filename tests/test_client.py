@@ -19,6 +19,7 @@ from typing import Any, Self
 
 import pytest
 
+import rtmpx
 from rtmpx import ProtocolError
 from rtmpx.chunk import ChunkWriter, Message
 from rtmpx.client import (
@@ -455,7 +456,7 @@ async def test_connect_await_and_context_manager() -> None:
     async with SessionServer() as server:
         client = await connect(server.url())
         assert not client.closed and client.url.stream == "key"
-        assert client.session.state == "connected"
+        assert client.session.state is rtmpx.session.ConnectionState.CONNECTED
         await client.close()
         await client.close()  # twice is harmless
         assert client.closed
