@@ -21,9 +21,8 @@ from .errors import (
     RtmpError,
     StatusError,
 )
-from .hub import HubLimits
 from .media import Frame
-from .server import IncomingStream, Request, Server
+from .server import HubLimits, IncomingStream, Request, Server, StatsServer, StreamKey
 from .session import ClientSession, ServerSession, SessionConfig
 
 __all__ = [
@@ -48,8 +47,10 @@ __all__ = [
     "Server",
     "ServerSession",
     "SessionConfig",
+    "StatsServer",
     "StatusCode",
     "StatusError",
+    "StreamKey",
     "__version__",
     "connect",
 ]

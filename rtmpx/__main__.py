@@ -54,8 +54,7 @@ async def _until_signal() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import Server
-    from .stats import StatsServer
+    from .server import Server, StatsServer
 
     tls = None
     if args.tls_cert:

@@ -207,13 +207,25 @@ async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def channel(server: Any, key: str) -> Any:
+    """The hub channel of ``"app/name"`` on an rtmpx server, or None."""
+    app, _, name = key.partition("/")
+    return server.hub.get((app, name))
+
+
 def sinks(server: Any, key: str) -> int:
     """Players of a key on an rtmpx server."""
-    channel = server.hub.get(key)
-    return len(channel.sinks) if channel is not None else 0
+    found = channel(server, key)
+    return len(found.players) if found is not None else 0
 
 
 def live(server: Any, key: str) -> bool:
     """Whether a key has a publisher on an rtmpx server."""
-    channel = server.hub.get(key)
-    return channel is not None and channel.live
+    found = channel(server, key)
+    return found is not None and found.live
+
+
+def messages_in(server: Any, key: str) -> int:
+    """Messages the current publication of a key has received."""
+    found = channel(server, key)
+    return found.publication.messages_in if found is not None and found.live else 0

@@ -20,8 +20,10 @@ from .peers import (
     ffmpeg_exe,
     free_port,
     lavfi_publish_args,
+    live,
     packet_count,
     run,
+    sinks,
     wait_for,
 )
 
@@ -71,7 +73,7 @@ async def test_rtmpx_client_publishes_ffmpeg_plays(sample: Sample, tmp_path: Pat
     async with Server(port=0) as server:
         url = f"rtmp://127.0.0.1:{server.port}/live/c2f"
         player = asyncio.create_task(run(*ffmpeg_play(ffmpeg, url, out)))
-        await wait_for(lambda: (c := server.hub.get("live/c2f")) is not None and c.sinks)
+        await wait_for(lambda: sinks(server, "live/c2f"))
         await publish_sample(url, sample)
         code, err = await asyncio.wait_for(player, 30)
         assert code == 0, err
@@ -83,7 +85,7 @@ async def test_ffmpeg_publishes_rtmpx_client_plays() -> None:
     async with Server(port=0) as server:
         url = f"rtmp://127.0.0.1:{server.port}/live/f2c"
         player = asyncio.create_task(play_frames(url))
-        await wait_for(lambda: (c := server.hub.get("live/f2c")) is not None and c.sinks)
+        await wait_for(lambda: sinks(server, "live/f2c"))
         code, err = await run(*ffmpeg_publish(ffmpeg, url, 2.0))
         assert code == 0, err
         items = await player
@@ -117,7 +119,7 @@ async def test_push_reconnects_and_resumes_at_a_keyframe(sample: Sample) -> None
             ffmpeg, f"rtmp://127.0.0.1:{edge.port}/live/retry", 8.0)))
         await asyncio.sleep(2.0)   # the upstream is not there yet: the push retries
         async with Server(port=port) as origin:
-            await wait_for(lambda: (c := origin.hub.get("live/retry")) is not None and c.live,
+            await wait_for(lambda: live(origin, "live/retry"),
                            15)
             items = await play_frames(f"rtmp://127.0.0.1:{port}/live/retry")
         code, err = await publisher
@@ -148,7 +150,7 @@ async def test_pull_from_nginx_as_an_edge(nginx: int, tmp_path: Path) -> None:
         frames = [f for f in video if coded(f)]
         assert video[0].is_sequence_header and frames[0].is_keyframe
         # the last player left: the edge drops the pull
-        await wait_for(lambda: not edge.hub.channels and not edge._relays.pullers, 10)
+        await wait_for(lambda: not edge.hub.channels and not edge.relays.pullers, 10)
     code, err = await publisher
     assert code == 0, err
 
@@ -162,7 +164,7 @@ def test_server_and_client_on_uvloop(sample: Sample) -> None:
         async with Server(port=0) as server:
             url = f"rtmp://127.0.0.1:{server.port}/live/uv"
             player = asyncio.ensure_future(play_frames(url))
-            await wait_for(lambda: (c := server.hub.get("live/uv")) is not None and c.sinks)
+            await wait_for(lambda: sinks(server, "live/uv"))
             await publish_sample(url, sample)
             items = await asyncio.wait_for(player, 30)
         return sum(1 for f in items if not isinstance(f, Metadata) and f.kind == "video"

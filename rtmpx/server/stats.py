@@ -1,8 +1,9 @@
-"""A tiny HTTP endpoint for a server's stats: JSON and Prometheus text.
+"""A server's stats: the numbers, and a tiny HTTP endpoint for them.
 
-``GET /stats`` (or ``/``) returns :meth:`rtmpx.Server.stats` as JSON;
-``GET /metrics`` returns the same numbers in the Prometheus text format.
-It reads one request line and its headers (bounded), answers, and closes.
+:func:`collect` gathers streams, publishers, players, bytes and drops from
+a hub.  :class:`StatsServer` serves them: ``GET /stats`` (or ``/``) as
+JSON, ``GET /metrics`` in the Prometheus text format.  It reads one
+request line and its headers (bounded), answers, and closes.
 """
 
 from __future__ import annotations
@@ -10,16 +11,91 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .server import Server
+from .connection import Connection
+from .hub import Hub
+from .player import PlayerSink
 
-__all__ = ["StatsServer", "prometheus_text"]
+__all__ = ["StatsServer", "collect", "jsonable", "prometheus_text"]
 
 log = logging.getLogger("rtmpx.stats")
 
 _MAX_REQUEST = 8192
+_MAX_DEPTH = 8
+_MAX_ITEMS = 200
+_MAX_TEXT = 1000
+
+
+class HasStats(Protocol):
+    """What :class:`StatsServer` serves: anything with ``stats()`` (a Server)."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of a decoded (untrusted) value, bounded: at most
+    :data:`_MAX_DEPTH` levels, :data:`_MAX_ITEMS` entries per container and
+    :data:`_MAX_TEXT` characters per string (cycles end at the depth bound)."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, str):
+        return value[:_MAX_TEXT]
+    if depth >= _MAX_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        out = {}
+        for i, (k, v) in enumerate(value.items()):
+            if i >= _MAX_ITEMS:
+                break
+            out[str(k)[:_MAX_TEXT] if isinstance(k, (str, int, float)) else type(k).__name__] = \
+                jsonable(v, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, depth + 1) for v in value[:_MAX_ITEMS]]
+    return type(value).__name__
+
+
+def collect(hub: Hub, connections: Iterable[Connection], uptime: float) -> dict[str, Any]:
+    """Streams, publishers, players, bytes in/out, drops and lag, as a dict."""
+    now = time.monotonic()
+    streams = []
+    bytes_in = bytes_out = drops = 0
+    conns = list(connections)
+    for key, channel in sorted(hub.channels.items()):
+        players = []
+        for player in channel.players:
+            if not isinstance(player, PlayerSink):
+                continue
+            players.append({
+                "peer": player.peer, "bytes": player.stats.bytes_sent,
+                "messages": player.stats.messages_sent, "dropped": player.stats.dropped,
+                "queued_bytes": player.queued_bytes, "behind_seconds": player.behind_seconds(now),
+            })
+            bytes_out += player.stats.bytes_sent
+            drops += player.stats.dropped
+        publisher = None
+        publication = channel.publication
+        if publication is not None:
+            publisher = {"peer": publication.publisher.peer, "bytes": publication.bytes_in,
+                         "messages": publication.messages_in,
+                         "seconds": now - publication.started_at, "paused": publication.paused}
+            bytes_in += publication.bytes_in
+        streams.append({"key": str(key), "app": key.app, "name": key.name,
+                        "live": channel.live, "publisher": publisher, "players": players,
+                        "metadata": jsonable(channel.metadata)})
+    return {
+        "uptime": uptime,
+        "connections": len(conns),
+        "streams": streams,
+        "publishers": sum(1 for s in streams if s["live"]),
+        "players": sum(len(s["players"]) for s in streams),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "dropped": drops,
+    }
 
 
 def _label(value: str) -> str:
@@ -66,7 +142,7 @@ def prometheus_text(stats: dict[str, Any]) -> str:
 class StatsServer:
     """Serves a :class:`~rtmpx.Server`'s stats over HTTP on ``host:port``."""
 
-    def __init__(self, server: Server, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(self, server: HasStats, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.rtmp = server
         self.host = host
         self.port = port

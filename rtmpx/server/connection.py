@@ -1,0 +1,408 @@
+"""One client connection: an :class:`asyncio.Protocol` driving a
+:class:`~rtmpx.ServerSession`.
+
+Bytes go to the session, its events to the hub and the hooks, and every
+byte for the peer comes from the session (:meth:`Connection.flush`).  The
+connection decides policy only: hooks, which channel, limits.
+
+Backpressure: the connection stops reading from its peer while its own
+writes are paused (the peer does not read), or while a follower of one of
+its publications is full; it is dropped if its write buffer passes
+``max_write_buffer`` anyway.  A connection whose reading is paused is not
+idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ..constants import MessageType as MT
+from ..constants import StatusCode
+from ..errors import ProtocolError
+from ..events import (
+    AudioData,
+    ConnectRequest,
+    DataMessage,
+    Event,
+    Metadata,
+    Pause,
+    PlayRequest,
+    PlayStopped,
+    PublishRequest,
+    ReceiveAudio,
+    ReceiveVideo,
+    Seek,
+    Unpublished,
+    VideoData,
+)
+from ..session import ConnectionState, ServerSession, SessionConfig
+from .hooks import Hooks, Request
+from .hub import Channel, Hub, HubLimits, Publication
+from .player import PlayerSink
+
+__all__ = ["Connection", "ConnectionContext", "RtmpPublisher"]
+
+log = logging.getLogger("rtmpx.server")
+
+_AUDIO, _VIDEO = int(MT.AUDIO), int(MT.VIDEO)
+
+
+@dataclass(slots=True)
+class ConnectionContext:
+    """What every connection of a server shares: the hub, the hooks, the
+    settings, and the set of open connections."""
+
+    hub: Hub
+    hooks: Hooks
+    session_config: SessionConfig
+    limits: HubLimits
+    handshake_timeout: float
+    idle_timeout: float
+    max_connections: int
+    replace: bool
+    max_write_buffer: int
+    connections: set[Connection] = field(default_factory=set)
+
+
+class RtmpPublisher:
+    """A publishing message stream of a connection, as the hub's
+    :class:`~rtmpx.server.hub.Publisher`."""
+
+    __slots__ = ("connection", "stream_id")
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+
+    @property
+    def peer(self) -> str:
+        return self.connection.peer
+
+    def pause(self) -> None:
+        self.connection.hold_reading()
+
+    def resume(self) -> None:
+        self.connection.release_reading()
+
+    def stop(self, reason: str) -> None:
+        """Replaced or shut down: the connection goes (an encoder reconnects)."""
+        self.connection.publication_stopped(self.stream_id, reason)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: bytes to the session, events to the hub."""
+
+    def __init__(self, context: ConnectionContext) -> None:
+        self.context = context
+        self.session = ServerSession(context.session_config, epoch_ms=int(time.time() * 1000))
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.started = self.last_rx = time.monotonic()
+        self.deadline: float | None = self.started + context.handshake_timeout
+        self.publications: dict[int, Publication] = {}
+        self.players: dict[int, tuple[PlayerSink, Channel]] = {}
+        self.closed = False
+        self.bytes_in = 0
+        self.app = ""
+        self.tc_url = ""
+        self.connect_params: dict[str, Any] = {}
+        self._decisions: set[asyncio.Task[None]] = set()
+        self._holds = 0          # pauses asked by followers of our publications
+        self._write_paused = False
+        self._reading = True
+        self._pinged = 0.0
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.peer}>"
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance
+        self.transport = tp = cast(asyncio.Transport, transport)
+        peer = tp.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        ctx = self.context
+        if len(ctx.connections) >= ctx.max_connections:
+            log.warning("refusing %s: max_connections=%d reached", self.peer,
+                        ctx.max_connections)
+            self.closed = True
+            tp.abort()
+            return
+        ctx.connections.add(self)
+        tp.set_write_buffer_limits(high=ctx.limits.max_queue)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_rx = time.monotonic()
+        self.bytes_in += len(data)
+        try:
+            for event in self.session.receive_data(data):
+                self._event(event)
+        except ProtocolError as exc:
+            log.warning("%s broke the protocol: %s", self.peer, exc)
+            self.abort()
+            return
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
+        ctx = self.context
+        ctx.connections.discard(self)
+        for task in self._decisions:
+            task.cancel()
+        for stream_id in list(self.publications):
+            self._end_publish(stream_id, "disconnect")
+        for stream_id in list(self.players):
+            self._end_play(stream_id)
+        if self.session.state not in (ConnectionState.HANDSHAKE, ConnectionState.AWAIT_CONNECT):
+            ctx.hooks.notify("on_disconnect", Request("disconnect", self.app, "", "", self.peer,
+                                                      self.tc_url))
+        log.info("%s disconnected", self.peer)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    # -- output ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what the session has queued (the one write path to the peer)."""
+        out = self.session.data_to_send()
+        transport = self.transport
+        if out and transport is not None and not self.closed:
+            transport.write(out)
+            if transport.get_write_buffer_size() > self.context.max_write_buffer:
+                log.warning("%s: write buffer over %d bytes: disconnecting", self.peer,
+                            self.context.max_write_buffer)
+                self.abort()
+
+    def queued_bytes(self) -> int:
+        """Bytes written but not yet sent to the peer."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def kick(self, reason: str) -> None:
+        """Drop the peer (a slow player)."""
+        self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Flush, then close the connection."""
+        if self.transport is not None and not self.closed:
+            self.flush()
+            self.closed = True
+            self.transport.close()
+
+    # -- reading: paused while a follower is full or our writes are ----------------------
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether we stopped reading from the peer (backpressure)."""
+        return not self._reading
+
+    def hold_reading(self) -> None:
+        """A follower of one of our publications is full."""
+        self._holds += 1
+        self._update_reading()
+
+    def release_reading(self) -> None:
+        self._holds = max(0, self._holds - 1)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        want = self._holds == 0 and not self._write_paused
+        if want == self._reading or self.transport is None or self.closed:
+            return
+        self._reading = want
+        if want:
+            self.last_rx = time.monotonic()  # time paused by us is not idle time
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    # -- timers ------------------------------------------------------------------------
+
+    def check(self, now: float) -> None:
+        """Deadlines, idle time and pings (called about once a second)."""
+        if self.closed:
+            return
+        ctx = self.context
+        if self.deadline is not None and now > self.deadline:
+            log.warning("%s: no handshake+connect within %.0f s", self.peer,
+                        ctx.handshake_timeout)
+            self.abort()
+        elif not self._reading:
+            self.last_rx = now  # paused by us: not idle
+        elif now - self.last_rx > ctx.idle_timeout:
+            log.warning("%s: idle for %.0f s", self.peer, ctx.idle_timeout)
+            self.abort()
+        elif (now - self.last_rx > ctx.idle_timeout / 3
+              and now - self._pinged > ctx.idle_timeout / 3
+              and self.session.state is ConnectionState.CONNECTED):
+            self._pinged = now
+            self.session.ping(int(time.time() * 1000) & 0xFFFFFFFF)
+            self.flush()
+        for sink, _ in list(self.players.values()):
+            sink.check_lag(now)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, (VideoData, AudioData)):   # the hot path first
+            pub = self.publications.get(event.stream_id)
+            if pub is not None:
+                pub.media(_VIDEO if isinstance(event, VideoData) else _AUDIO, event.timestamp,
+                          event.payload, self.last_rx)
+        elif isinstance(event, Metadata):
+            pub = self.publications.get(event.stream_id)
+            if pub is not None:
+                pub.metadata(dict(event.metadata), event.payload, event.timestamp,
+                             self.last_rx)
+        elif isinstance(event, DataMessage):
+            pub = self.publications.get(event.stream_id)
+            if pub is not None:
+                pub.data(event.timestamp, event.payload, self.last_rx)
+        elif isinstance(event, ConnectRequest):
+            self._decide(self._connect(event))
+        elif isinstance(event, PublishRequest):
+            self._decide(self._publish(event))
+        elif isinstance(event, PlayRequest):
+            self._decide(self._play(event))
+        elif isinstance(event, Unpublished):
+            self._end_publish(event.stream_id, "unpublish")
+        elif isinstance(event, PlayStopped):
+            self._end_play(event.stream_id)
+        elif isinstance(event, (ReceiveAudio, ReceiveVideo, Pause, Seek)):
+            entry = self.players.get(event.stream_id)
+            if entry is None:
+                return
+            sink = entry[0]
+            if isinstance(event, ReceiveAudio):
+                sink.audio = event.enabled
+            elif isinstance(event, ReceiveVideo):
+                sink.video = event.enabled
+            elif isinstance(event, Pause):
+                sink.pause(event.paused)
+            else:
+                sink.restart()  # a live stream: seeking restarts at a keyframe
+
+    def _decide(self, decision: Awaitable[None]) -> None:
+        """Run a decision (which may await a hook) and flush its answer."""
+        task = asyncio.ensure_future(decision)
+        self._decisions.add(task)
+        task.add_done_callback(self._decided)
+
+    def _decided(self, task: asyncio.Task[None]) -> None:
+        self._decisions.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: error while deciding", self.peer, exc_info=exc)
+            self.abort()
+            return
+        self.flush()
+
+    async def _connect(self, event: ConnectRequest) -> None:
+        ctx = self.context
+        request = Request("connect", event.app, "", event.query, self.peer, event.tc_url,
+                          connect_params=event.params)
+        ok, why = await ctx.hooks.ask("on_connect", request)
+        if self.closed:
+            return
+        self.app, self.tc_url, self.connect_params = event.app, event.tc_url, event.params
+        if not ok:
+            self.session.reject_connect(why or "Connection rejected.")
+            log.info("%s: connect to %r rejected: %s", self.peer, event.app, why)
+            self.close()
+            return
+        self.deadline = None
+        log.info("%s connected to app %r", self.peer, event.app)
+        for later in self.session.accept_connect():  # commands sent while we decided
+            self._event(later)
+
+    def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
+        return Request(action, self.app, event.name, event.query, self.peer, self.tc_url,
+                       publish_type=getattr(event, "publish_type", ""),
+                       connect_params=self.connect_params)
+
+    async def _publish(self, event: PublishRequest) -> None:
+        ctx = self.context
+        request = self._request("publish", event)
+        ok, why = await ctx.hooks.ask("on_publish", request)
+        if self.closed or not self.session.is_pending(event):
+            return  # gone, or the client closed the stream while we decided
+        stream_id = event.stream_id
+        if not ok:
+            self.session.reject_publish(stream_id, why or "Publish rejected.",
+                                        code=StatusCode.PUBLISH_REJECTED)
+            log.info("%s: publish %s rejected: %s", self.peer, request.key, why)
+            return
+        publication = ctx.hub.publish(request.key, RtmpPublisher(self, stream_id), request,
+                                      time.monotonic(), replace=ctx.replace)
+        if publication is None:
+            self.session.reject_publish(stream_id, f"{request.key} is already being published.")
+            log.info("%s: publish %s refused: already published", self.peer, request.key)
+            return
+        self.publications[stream_id] = publication
+        self.session.accept_publish(stream_id)
+        log.info("%s publishes %s (%s)", self.peer, request.key, request.publish_type)
+
+    async def _play(self, event: PlayRequest) -> None:
+        ctx = self.context
+        request = self._request("play", event)
+        ok, why = await ctx.hooks.ask("on_play", request)
+        if self.closed or not self.session.is_pending(event):
+            return
+        stream_id = event.stream_id
+        if not ok:
+            self.session.reject_play(stream_id, why or "Play rejected.",
+                                     code=StatusCode.PLAY_FAILED)
+            log.info("%s: play %s rejected: %s", self.peer, request.key, why)
+            return
+        self.session.accept_play(stream_id)
+        self.flush()
+        audio, video = self.session.receiving(stream_id)
+        sink = PlayerSink(self, stream_id, ctx.limits, peer=self.peer, audio=audio, video=video)
+        channel = ctx.hub.subscribe(request.key, sink, time.monotonic())
+        sink.joined = True
+        self.players[stream_id] = (sink, channel)
+        log.info("%s plays %s%s", self.peer, request.key, "" if channel.live else " (waiting)")
+
+    # -- ends ----------------------------------------------------------------------------
+
+    def _end_publish(self, stream_id: int, reason: str) -> None:
+        publication = self.publications.pop(stream_id, None)
+        if publication is not None:
+            self.context.hub.unpublish(publication, reason)
+
+    def publication_stopped(self, stream_id: int, reason: str) -> None:
+        """The hub ended one of our publications (replaced, shutdown): we close."""
+        self.publications.pop(stream_id, None)
+        log.info("%s: publication on stream %d ended (%s): closing", self.peer, stream_id,
+                 reason)
+        self.close()
+
+    def _end_play(self, stream_id: int) -> None:
+        entry = self.players.pop(stream_id, None)
+        if entry is not None:
+            sink, channel = entry
+            sink.closed = True
+            self.context.hub.unsubscribe(channel, sink)

@@ -1,0 +1,424 @@
+"""The live relay hub: publications by stream key, and what subscribes to them.
+
+A :class:`Channel` is one stream key.  It has at most one
+:class:`Publication` at a time - fed by a :class:`Publisher` (an RTMP
+connection, a pull relay) - and any number of :class:`Subscriber` objects:
+RTMP players, recorders, ingest streams, push relays (and, later, HTTP
+outputs) all plug in through that one contract.  The channel keeps what a
+subscriber that joins late needs (metadata, the audio and video sequence
+headers, and the media since the latest keyframe: the GOP cache) and
+hands every :class:`Packet` to every subscriber.
+
+Two kinds of subscriber:
+
+* *players* subscribe to the channel (:meth:`Hub.subscribe`): they wait
+  for a publisher, outlive a publication and see the next one;
+* *followers* follow one publication (:meth:`Publication.follow`): they are
+  dropped when it ends.
+
+The :class:`Hub` starts and ends publications (one per key; a second
+publisher is refused, or replaces the first) and tells a
+:class:`HubObserver` - the server's policy - when a publication starts or
+ends and when a channel's demand (its players) changes.
+
+No asyncio and no clock: time is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from ..constants import MessageType as MT
+from ..media import is_sequence_header, is_video_keyframe
+
+__all__ = [
+    "Channel",
+    "Hub",
+    "HubLimits",
+    "HubObserver",
+    "PACKET_OVERHEAD",
+    "Packet",
+    "Publication",
+    "Publisher",
+    "StreamKey",
+    "Subscriber",
+]
+
+log = logging.getLogger("rtmpx.server")
+
+AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
+
+#: Bytes a buffered packet is charged on top of its payload (the Python
+#: objects that carry it), so that queues of tiny messages are bounded too.
+PACKET_OVERHEAD = 200
+
+
+class StreamKey(NamedTuple):
+    """A stream's identity: application and stream name, kept apart (app
+    ``live`` + name ``a/b`` is not app ``live/a`` + name ``b``).  ``str()``
+    gives ``app/name`` for people to read."""
+
+    app: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.app}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """Per-player and per-channel bounds (security and memory settings).
+
+    ``max_queue``: bytes a player may have queued before video is dropped
+    to the next keyframe; ``max_lag``: seconds a player may stay behind
+    (its queue above half of ``max_queue``) before it is disconnected;
+    ``max_gop_bytes``: the largest GOP cache (a longer GOP is not cached:
+    late joiners wait for the next keyframe).
+    """
+
+    max_queue: int = 4 * 1024 * 1024
+    max_lag: float = 10.0
+    max_gop_bytes: int = 32 * 1024 * 1024
+
+
+class Packet:
+    """One message of a publication, as every subscriber gets it.
+
+    ``type_id`` is 8 (audio), 9 (video) or 18 (AMF0 data); ``header`` is
+    True for sequence headers and metadata (never dropped), ``keyframe``
+    for video keyframes; ``metadata`` is the decoded dict of an
+    ``onMetaData``.  ``shared`` holds forms derived once for many
+    subscribers (an RTMP player's chunk encoding, by chunk size and stream
+    id).
+    """
+
+    __slots__ = ("header", "keyframe", "metadata", "payload", "shared", "timestamp", "type_id")
+
+    def __init__(self, type_id: int, timestamp: int, payload: bytes, header: bool = False,
+                 keyframe: bool = False, metadata: dict[str, Any] | None = None) -> None:
+        self.type_id = type_id
+        self.timestamp = timestamp
+        self.payload = payload
+        self.header = header
+        self.keyframe = keyframe
+        self.metadata = metadata
+        self.shared: dict[Any, bytes] = {}
+
+    @classmethod
+    def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:
+        """An audio or video packet, classified (sequence header, keyframe)."""
+        header = is_sequence_header(type_id, payload)
+        key = type_id == VIDEO and not header and is_video_keyframe(payload)
+        return cls(type_id, timestamp, payload, header, key)
+
+    def __repr__(self) -> str:
+        return f"<Packet type={self.type_id} ts={self.timestamp} {len(self.payload)} bytes>"
+
+
+class Publisher(Protocol):
+    """Whoever feeds a publication: an RTMP connection, a pull relay."""
+
+    @property
+    def peer(self) -> str:
+        """Who publishes, for logs and stats."""
+
+    def pause(self) -> None:
+        """Stop taking input for now (a follower is full)."""
+
+    def resume(self) -> None:
+        """Take input again."""
+
+    def stop(self, reason: str) -> None:
+        """The hub ended the publication (``"replaced"``, ``"shutdown"``):
+        stop feeding it."""
+
+
+class Subscriber(Protocol):
+    """Anything that receives a channel's packets: the one contract of
+    players, recorders, ingest streams and relays."""
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        """A publication started (players: also when they join a live
+        channel, before the cached packets)."""
+
+    def packet(self, packet: Packet, now: float) -> None:
+        """One packet of the publication."""
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        """The publication ended (``"unpublish"``, ``"disconnect"``,
+        ``"replaced"``, ``"shutdown"``, ...)."""
+
+
+class HubObserver(Protocol):
+    """The server's policy, told what happens in the hub."""
+
+    def publication_started(self, publication: Publication) -> None:
+        """A publication started: attach followers (recording, ingest, push)."""
+
+    def publication_ended(self, publication: Publication, reason: str) -> None:
+        """A publication ended (its followers were already told)."""
+
+    def demand_changed(self, channel: Channel) -> None:
+        """A channel's players came or went (``channel.players``)."""
+
+
+class Publication:
+    """One publish of a stream key, from start to end.
+
+    ``info`` is what the server knows of it (its hook request).  Followers
+    that cannot keep up call :meth:`pause` (and :meth:`resume` later): the
+    publisher is paused while any follower asks it to be.
+    """
+
+    def __init__(self, channel: Channel, publisher: Publisher, info: Any, now: float) -> None:
+        self.channel = channel
+        self.key = channel.key
+        self.publisher = publisher
+        self.info = info
+        self.started_at = now
+        self.followers: list[Subscriber] = []
+        self.bytes_in = 0
+        self.messages_in = 0
+        self.live = True
+        self._pausers: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<Publication {self.key} by {self.publisher.peer}>"
+
+    @property
+    def paused(self) -> bool:
+        """Whether the publisher is paused for a follower."""
+        return bool(self._pausers)
+
+    def follow(self, subscriber: Subscriber) -> None:
+        """Add a follower: it gets every later packet and the end."""
+        if self.live:
+            self.followers.append(subscriber)
+
+    def unfollow(self, subscriber: Subscriber) -> None:
+        """Remove a follower (and any pause it asked for)."""
+        try:
+            self.followers.remove(subscriber)
+        except ValueError:
+            pass
+        self.resume(subscriber)
+
+    def pause(self, follower: Subscriber) -> None:
+        """``follower`` is full: pause the publisher until it resumes."""
+        if self.live and id(follower) not in self._pausers:
+            self._pausers.add(id(follower))
+            if len(self._pausers) == 1:
+                self.publisher.pause()
+
+    def resume(self, follower: Subscriber) -> None:
+        """``follower`` has room again."""
+        if id(follower) in self._pausers:
+            self._pausers.discard(id(follower))
+            if not self._pausers and self.live:
+                self.publisher.resume()
+
+    # -- from the publisher -------------------------------------------------------
+
+    def media(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
+        """One audio or video message."""
+        self.bytes_in += len(payload)
+        self.messages_in += 1
+        self._send(Packet.media(type_id, timestamp, payload), now)
+
+    def metadata(self, metadata: dict[str, Any], payload: bytes, timestamp: int,
+                 now: float) -> None:
+        """``onMetaData``: ``payload`` is the AMF0 body players get."""
+        self._send(Packet(DATA, timestamp, payload, True, False, metadata), now)
+
+    def data(self, timestamp: int, payload: bytes, now: float) -> None:
+        """Any other data message (onTextData, onCuePoint, ...): relayed, not cached."""
+        self._send(Packet(DATA, timestamp, payload, True), now)
+
+    def _send(self, packet: Packet, now: float) -> None:
+        if not self.live:
+            return
+        channel = self.channel
+        channel.cache(packet)
+        for player in channel.players:
+            player.packet(packet, now)
+        for follower in self.followers:
+            follower.packet(packet, now)
+
+
+class Channel:
+    """One stream key: its publication, GOP cache and players."""
+
+    def __init__(self, key: StreamKey, limits: HubLimits) -> None:
+        self.key = key
+        self.limits = limits
+        self.publication: Publication | None = None
+        self.players: list[Subscriber] = []
+        self.metadata: dict[str, Any] | None = None
+        self._metadata: Packet | None = None
+        self._video_header: Packet | None = None
+        self._audio_header: Packet | None = None
+        self._gop: list[Packet] = []
+        self.gop_bytes = 0
+        self._gop_valid = False
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.key} live={self.live} players={len(self.players)}>"
+
+    @property
+    def live(self) -> bool:
+        """Whether a publication feeds the channel now."""
+        return self.publication is not None
+
+    @property
+    def idle(self) -> bool:
+        """No publication and no players: the channel can go."""
+        return self.publication is None and not self.players
+
+    def reset(self) -> None:
+        """Forget the cached stream state (a publisher left or arrived)."""
+        self.metadata = None
+        self._metadata = self._video_header = self._audio_header = None
+        self._gop.clear()
+        self.gop_bytes = 0
+        self._gop_valid = False
+
+    def cache(self, packet: Packet) -> None:
+        """Keep what a late joiner needs."""
+        if packet.type_id == DATA:
+            if packet.metadata is not None:
+                self.metadata = packet.metadata
+                self._metadata = packet
+            return
+        if packet.header:
+            if packet.type_id == VIDEO:
+                self._video_header = packet
+            else:
+                self._audio_header = packet
+            return
+        if packet.keyframe:
+            self._gop.clear()
+            self.gop_bytes = 0
+            self._gop_valid = True
+        if not self._gop_valid:
+            return
+        self.gop_bytes += len(packet.payload)
+        if self.gop_bytes > self.limits.max_gop_bytes:
+            self._gop.clear()   # too long a GOP to keep: late joiners wait for a keyframe
+            self.gop_bytes = 0
+            self._gop_valid = False
+            return
+        self._gop.append(packet)
+
+    def startup(self) -> Iterator[Packet]:
+        """What a joining subscriber gets first: metadata, sequence headers,
+        then the media since the latest keyframe."""
+        for packet in (self._metadata, self._video_header, self._audio_header):
+            if packet is not None:
+                yield packet
+        yield from self._gop
+
+
+class Hub:
+    """All channels of a server, by :class:`StreamKey`."""
+
+    def __init__(self, limits: HubLimits | None = None,
+                 observer: HubObserver | None = None) -> None:
+        self.limits = limits if limits is not None else HubLimits()
+        self.observer = observer
+        self.channels: dict[StreamKey, Channel] = {}
+
+    def get(self, key: StreamKey | tuple[str, str]) -> Channel | None:
+        """The channel of ``key``, if it exists."""
+        return self.channels.get(StreamKey(*key))
+
+    def _channel(self, key: StreamKey) -> Channel:
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = self.channels[key] = Channel(key, self.limits)
+        return channel
+
+    def _discard_if_idle(self, channel: Channel) -> None:
+        if channel.idle and self.channels.get(channel.key) is channel:
+            del self.channels[channel.key]
+
+    # -- publications ---------------------------------------------------------------
+
+    def publish(self, key: StreamKey, publisher: Publisher, info: Any, now: float, *,
+                replace: bool = False) -> Publication | None:
+        """Start a publication of ``key``.  If the key is live already, the
+        old publication ends (``replace``) or None is returned (the caller
+        refuses the publish)."""
+        channel = self._channel(key)
+        old = channel.publication
+        if old is not None:
+            if not replace:
+                return None
+            log.info("%s replaces %s as the publisher of %s", publisher.peer, old.publisher.peer,
+                     key)
+            self._end(old, "replaced")
+            old.publisher.stop("replaced")
+        publication = Publication(channel, publisher, info, now)
+        channel.reset()
+        channel.publication = publication
+        if self.observer is not None:
+            self.observer.publication_started(publication)
+        for player in list(channel.players):
+            player.publish_started(publication, now)
+        return publication
+
+    def unpublish(self, publication: Publication, reason: str) -> None:
+        """End ``publication`` (harmless if it already ended)."""
+        if publication.live:
+            self._end(publication, reason)
+            self._discard_if_idle(publication.channel)
+
+    def _end(self, publication: Publication, reason: str) -> None:
+        publication.live = False
+        channel = publication.channel
+        channel.publication = None
+        followers, publication.followers = publication.followers, []
+        publication._pausers.clear()
+        for follower in followers:
+            follower.publish_ended(publication, reason)
+        for player in list(channel.players):
+            player.publish_ended(publication, reason)
+        channel.reset()
+        if self.observer is not None:
+            self.observer.publication_ended(publication, reason)
+
+    # -- players ---------------------------------------------------------------------
+
+    def subscribe(self, key: StreamKey, player: Subscriber, now: float) -> Channel:
+        """Add a player to ``key``'s channel (made if needed); if it is live,
+        the player gets the publication's start and the cached packets."""
+        channel = self._channel(key)
+        channel.players.append(player)
+        publication = channel.publication
+        if publication is not None:
+            player.publish_started(publication, now)
+            for packet in channel.startup():
+                player.packet(packet, now)
+        if self.observer is not None:
+            self.observer.demand_changed(channel)
+        return channel
+
+    def unsubscribe(self, channel: Channel, player: Subscriber) -> None:
+        """Remove a player (harmless if it is not there)."""
+        try:
+            channel.players.remove(player)
+        except ValueError:
+            return
+        if self.observer is not None:
+            self.observer.demand_changed(channel)
+        self._discard_if_idle(channel)
+
+    def close(self, reason: str = "shutdown") -> list[Publication]:
+        """End every publication (the publishers are told to stop); returns them."""
+        ended = [c.publication for c in self.channels.values() if c.publication is not None]
+        for publication in ended:
+            self.unpublish(publication, reason)
+            publication.publisher.stop(reason)
+        return ended

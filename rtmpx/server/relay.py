@@ -1,0 +1,305 @@
+"""Relaying between servers: push (republish upstream) and pull (edge).
+
+* Push: every live stream (or those of one app) is republished to each
+  upstream URL (``rtmp://host/app``), under the same stream name.  A
+  :class:`Pusher` follows one publication; it reconnects with backoff and
+  resumes at a keyframe: after a reconnect, or when it falls behind, it
+  sends the metadata, the sequence headers and the GOP cache again, then
+  live media.  When the publication ends, it sends what it has queued and
+  unpublishes upstream.
+* Pull: when a player asks for a key that has no local publisher, a
+  :class:`Puller` plays the stream from the origin (``rtmp://origin/app``)
+  and publishes it here.  It follows the origin across unpublish and
+  republish, retries with backoff while players wait, and is dropped when
+  the last player leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from ..client import PublishStream, connect
+from ..errors import RtmpError
+from ..events import Metadata
+from ..url import parse_url
+from .hooks import Request, TaskSet
+from .hub import AUDIO, DATA, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
+
+__all__ = ["MAX_BACKOFF", "Puller", "Pusher", "Relays", "push_targets"]
+
+log = logging.getLogger("rtmpx.relay")
+
+#: The longest wait between two attempts, seconds.
+MAX_BACKOFF = 30.0
+
+
+def push_targets(push: Sequence[Any]) -> list[tuple[str | None, str]]:
+    """Push entries as (local app or None for every app, upstream URL);
+    an entry is a URL or an ``(app, url)`` pair."""
+    targets: list[tuple[str | None, str]] = []
+    for entry in push:
+        if isinstance(entry, str):
+            targets.append((None, entry))
+        else:
+            app, url = entry
+            targets.append((app, url))
+        parse_url(targets[-1][1])  # fail early on a bad URL
+    return targets
+
+
+class Pusher:
+    """Republishes one publication to one upstream server (a follower)."""
+
+    def __init__(self, tasks: TaskSet, publication: Publication, url: str,
+                 max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.publication = publication
+        self.channel = publication.channel
+        self.name = publication.key.name
+        self.url = url
+        self.max_bytes = max_bytes
+        self.queue: deque[Packet] = deque()
+        self.queued_bytes = 0
+        self.resync = True            # (re)start from the GOP cache
+        self.ended = False
+        self.connected = False
+        self.messages_sent = 0
+        self.reconnects = 0
+        self._wakeup = asyncio.Event()
+        publication.follow(self)
+        self.task = tasks.spawn(self._run())
+
+    def __repr__(self) -> str:
+        return f"<Pusher {self.publication.key} -> {self.url}>"
+
+    # -- the Subscriber contract --------------------------------------------------------
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        pass  # made at the start of its publication
+
+    def packet(self, packet: Packet, now: float) -> None:
+        if self.resync:
+            return  # the GOP cache will bring us up to date
+        if self.queued_bytes > self.max_bytes:
+            log.warning("push %s -> %s behind: restarting at a keyframe", self.publication.key,
+                        self.url)
+            self._clear()
+            self.resync = True
+        else:
+            self.queue.append(packet)
+            self.queued_bytes += len(packet.payload) + PACKET_OVERHEAD
+        self._wakeup.set()
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        self.ended = True
+        self._wakeup.set()  # send what is queued, then unpublish upstream
+
+    # -- the task --------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self.queue.clear()
+        self.queued_bytes = 0
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while not self.ended:
+            try:
+                async with connect(self.url) as client:
+                    stream = await client.publish(self.name)
+                    self.connected = True
+                    backoff = 1.0
+                    log.info("pushing %s to %s/%s", self.publication.key, self.url, self.name)
+                    await self._forward(stream)
+                    await stream.close()
+                    return
+            except (OSError, RtmpError, TimeoutError) as exc:
+                log.warning("push %s -> %s failed: %s; retry in %.0f s", self.publication.key,
+                            self.url, exc, backoff)
+            self.connected = False
+            self.resync = True
+            self.reconnects += 1
+            try:
+                async with asyncio.timeout(backoff):
+                    while not self.ended:
+                        self._wakeup.clear()
+                        await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _forward(self, stream: PublishStream) -> None:
+        while True:
+            if self.resync and not self.ended:
+                self._clear()
+                self.resync = False
+                for packet in list(self.channel.startup()):
+                    await self._send(stream, packet)
+            while self.queue:
+                packet = self.queue.popleft()
+                self.queued_bytes -= len(packet.payload) + PACKET_OVERHEAD
+                await self._send(stream, packet)
+                if self.resync:
+                    break
+            if self.ended and not self.queue:
+                return
+            if not self.queue and not self.resync:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    async def _send(self, stream: PublishStream, packet: Packet) -> None:
+        if packet.type_id == VIDEO:
+            await stream.send_video(packet.timestamp, packet.payload)
+        elif packet.type_id == AUDIO:
+            await stream.send_audio(packet.timestamp, packet.payload)
+        elif packet.metadata is not None:
+            await stream.send_metadata(packet.metadata, packet.timestamp)
+        else:
+            await stream.send_data(packet.timestamp, packet.payload)
+        self.messages_sent += 1
+
+
+class Puller:
+    """Plays a stream from an origin and publishes it here (a
+    :class:`~rtmpx.server.hub.Publisher`).  Pausing it really pauses: it
+    stops reading its play stream, whose bounded queue then stops the
+    socket."""
+
+    def __init__(self, relays: Relays, key: StreamKey, url: str) -> None:
+        self.relays = relays
+        self.key = key
+        self.url = url
+        self.publication: Publication | None = None
+        self.closing = False
+        self._running = asyncio.Event()
+        self._running.set()
+        self.task = relays.tasks.spawn(self._run())
+
+    def __repr__(self) -> str:
+        return f"<Puller {self.key} from {self.url}>"
+
+    @property
+    def peer(self) -> str:
+        return f"pull:{self.url}"
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self, reason: str) -> None:
+        """A local publisher replaced us, or the server shuts down."""
+        self.publication = None
+        self.close()
+
+    def close(self) -> None:
+        """Stop pulling now: the publication ends at once, the task soon."""
+        self.closing = True
+        self._end("pull dropped")
+        self.task.cancel()
+        self.relays.pull_done(self)
+
+    def _end(self, reason: str) -> None:
+        publication, self.publication = self.publication, None
+        if publication is not None:
+            self.relays.hub.unpublish(publication, reason)
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        try:
+            while not self.closing:
+                try:
+                    async with connect(self.url) as client:
+                        backoff = 1.0
+                        while not self.closing:
+                            await self._play_once(client)
+                            self._end("unpublish")  # the origin's publisher left: play again
+                except (OSError, RtmpError, TimeoutError) as exc:
+                    log.warning("pull %s from %s failed: %s; retry in %.0f s", self.key,
+                                self.url, exc, backoff)
+                self._end("pull failed")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        finally:
+            self._end("pull ended")
+            self.relays.pull_done(self)
+
+    async def _play_once(self, client: Any) -> None:
+        hub = self.relays.hub
+        async with client.play(self.key.name) as stream:
+            async for item in stream:
+                await self._running.wait()
+                now = time.monotonic()
+                publication = self.publication
+                if publication is None:
+                    request = Request("publish", self.key.app, self.key.name, "", self.peer,
+                                      publish_type="live")
+                    publication = hub.publish(self.key, self, request, now)
+                    if publication is None:
+                        log.info("pull %s: a local publisher came first", self.key)
+                        self.closing = True
+                        self.relays.pull_done(self)
+                        return
+                    self.publication = publication
+                if isinstance(item, Metadata):
+                    publication.metadata(dict(item.metadata), item.payload, item.timestamp, now)
+                else:
+                    kind = VIDEO if item.kind == "video" else AUDIO
+                    publication.media(kind, item.timestamp, bytes(item.payload), now)
+
+
+class Relays:
+    """The push and pull relays of one server (part of its policy)."""
+
+    def __init__(self, hub: Hub, tasks: TaskSet, push: Sequence[Any] = (),
+                 pull: str | None = None) -> None:
+        self.hub = hub
+        self.tasks = tasks
+        self.targets = push_targets(push)
+        self.pull_url = pull
+        if pull is not None:
+            parse_url(pull)
+        self.pushers: dict[StreamKey, list[Pusher]] = {}
+        self.pullers: dict[StreamKey, Puller] = {}
+
+    def publication_started(self, publication: Publication) -> None:
+        """Push it upstream (unless we pull it from there)."""
+        if isinstance(publication.publisher, Puller):
+            return  # never push back what we pull
+        pushers = [Pusher(self.tasks, publication, url) for app, url in self.targets
+                   if app is None or app == publication.key.app]
+        if pushers:
+            self.pushers[publication.key] = pushers
+
+    def publication_ended(self, publication: Publication) -> None:
+        pushers = self.pushers.get(publication.key)
+        if pushers and pushers[0].publication is publication:
+            del self.pushers[publication.key]
+
+    def demand_changed(self, channel: Channel) -> None:
+        """Pull a key players wait for; drop the pull when the last one left."""
+        if self.pull_url is None:
+            return
+        key = channel.key
+        puller = self.pullers.get(key)
+        if channel.players and puller is None and not channel.live:
+            origin = parse_url(self.pull_url)
+            url = str(origin) if origin.app else f"{self.pull_url.rstrip('/')}/{key.app}"
+            self.pullers[key] = Puller(self, key, url)
+            log.info("pulling %s from %s", key, url)
+        elif not channel.players and puller is not None:
+            log.info("last player of %s left: dropping the pull", key)
+            puller.close()
+
+    def pull_done(self, puller: Puller) -> None:
+        if self.pullers.get(puller.key) is puller:
+            del self.pullers[puller.key]
+
+    def close(self) -> None:
+        """Drop every pull (pushes end with their publications)."""
+        for puller in list(self.pullers.values()):
+            puller.close()

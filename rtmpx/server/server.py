@@ -1,0 +1,249 @@
+"""The asyncio RTMP server: accepts publishers and players, relays live
+streams, records FLV, and hands every frame to Python code.
+
+::
+
+    async with rtmpx.Server(port=1935) as server:
+        async for stream in server.publishes():        # each new publish
+            async for frame in stream:                 # until unpublish
+                frame.timestamp, frame.kind, frame.is_keyframe, frame.payload
+
+Each connection is a :class:`~rtmpx.server.connection.Connection` driving
+a sans-I/O :class:`~rtmpx.ServerSession`; the relay is the
+:class:`~rtmpx.server.hub.Hub`.  This class holds the policy: hooks,
+recording, ingest streams, push and pull relays, limits, shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from ..errors import RtmpError
+from ..session import SessionConfig
+from .connection import Connection, ConnectionContext
+from .hooks import Hook, Hooks, Request, TaskSet
+from .hub import Channel, Hub, HubLimits, Publication
+from .ingest import IncomingStream
+from .recorder import Recordings
+from .relay import Relays
+from .stats import collect
+
+__all__ = ["Server"]
+
+log = logging.getLogger("rtmpx.server")
+
+
+class _Policy:
+    """What the server does when the hub says a publication started or
+    ended, or a channel's players changed (a :class:`HubObserver`)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def publication_started(self, publication: Publication) -> None:
+        server = self.server
+        request: Request = publication.info
+        record = request.record
+        if record is None and server.record_dir is not None:
+            record = True
+        if record:
+            server.recordings.start(publication, record, request.publish_type)
+        for queue in server._watchers:
+            queue.put_nowait(IncomingStream(publication, server.ingest_buffer))
+        if server.relays is not None:
+            server.relays.publication_started(publication)
+
+    def publication_ended(self, publication: Publication, reason: str) -> None:
+        server = self.server
+        if server.relays is not None:
+            server.relays.publication_ended(publication)
+        request: Request = publication.info
+        log.info("%s stopped publishing %s (%s)", publication.publisher.peer, publication.key,
+                 reason)
+        server.hooks.notify("on_unpublish", Request(
+            "unpublish", request.app, request.name, request.query, request.peer,
+            request.tc_url, publish_type=request.publish_type))
+
+    def demand_changed(self, channel: Channel) -> None:
+        if self.server.relays is not None:
+            self.server.relays.demand_changed(channel)
+
+
+class Server:
+    """An RTMP server: live relay, recording, ingest API, relays.
+
+    Every argument has a safe default; the limits are security settings:
+    ``handshake_timeout`` (handshake and connect must be done by then),
+    ``idle_timeout`` (nothing received for that long: disconnect; a ping
+    is sent first; a connection we paused is not idle),
+    ``max_connections``, the chunk/AMF limits of ``session_config``, the
+    per-player bounds of ``limits``, and ``ingest_buffer``, the bytes an
+    :class:`IncomingStream` may hold.
+
+    ``duplicate_publish`` is ``"reject"`` (a second publisher of a live key
+    gets NetStream.Publish.BadName) or ``"replace"`` (the old one is
+    disconnected: an encoder that reconnects takes over at once).
+    ``record_dir`` records every publish to
+    ``record_dir/app/name-<time>.flv`` (``on_publish`` can also set
+    ``request.record``); publish type ``append`` appends to the newest
+    recording of the key.  ``push`` republishes live streams upstream;
+    ``pull`` fetches streams with no local publisher from an origin.
+
+    Hooks (``on_connect``, ``on_publish``, ``on_play``, ``on_unpublish``,
+    ``on_disconnect``) are plain or async callables given a
+    :class:`Request`; raising or returning ``False`` rejects with the
+    proper ``_error``/``onStatus``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1935, *,
+                 ssl: _ssl.SSLContext | None = None,
+                 session_config: SessionConfig | None = None,
+                 limits: HubLimits | None = None,
+                 handshake_timeout: float = 10.0,
+                 idle_timeout: float = 60.0,
+                 max_connections: int = 1000,
+                 duplicate_publish: str = "reject",
+                 record_dir: str | Path | None = None,
+                 push: Sequence[Any] = (),
+                 pull: str | None = None,
+                 ingest_buffer: int = 8 * 1024 * 1024,
+                 on_connect: Hook | None = None,
+                 on_publish: Hook | None = None,
+                 on_play: Hook | None = None,
+                 on_unpublish: Hook | None = None,
+                 on_disconnect: Hook | None = None) -> None:
+        if duplicate_publish not in ("reject", "replace"):
+            raise ValueError("duplicate_publish must be 'reject' or 'replace'")
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.session_config = session_config or SessionConfig()
+        self.limits = limits or HubLimits()
+        self.duplicate_publish = duplicate_publish
+        self.record_dir = Path(record_dir) if record_dir is not None else None
+        self.ingest_buffer = ingest_buffer
+        self.tasks = TaskSet()
+        self.hooks = Hooks(self.tasks, on_connect=on_connect, on_publish=on_publish,
+                           on_play=on_play, on_unpublish=on_unpublish,
+                           on_disconnect=on_disconnect)
+        self.hub = Hub(self.limits, observer=_Policy(self))
+        self.recordings = Recordings(self.record_dir)
+        self.relays = Relays(self.hub, self.tasks, push, pull) if push or pull else None
+        self.context = ConnectionContext(
+            hub=self.hub, hooks=self.hooks, session_config=self.session_config,
+            limits=self.limits, handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout, max_connections=max_connections,
+            replace=duplicate_publish == "replace",
+            max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size)
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Queue[IncomingStream | None]] = []
+        self.started_at = 0.0
+
+    @property
+    def connections(self) -> set[Connection]:
+        """The open connections."""
+        return self.context.connections
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen; returns once the socket is bound (see :attr:`port`)."""
+        if self._server is not None:
+            raise RtmpError("server already started")
+        loop = asyncio.get_running_loop()
+        context = self.context
+        self._server = await loop.create_server(lambda: Connection(context), self.host,
+                                                self.port, ssl=self.ssl, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.started_at = time.monotonic()
+        self._ticker = asyncio.create_task(self._tick())
+        log.info("listening on %s:%d%s", self.host, self.port, " (TLS)" if self.ssl else "")
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then serve until cancelled or closed."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        except asyncio.CancelledError:
+            pass
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Shut down, finishing what is owed: stop accepting; end every
+        publication (players are told, recordings get their last tags and
+        are closed, pushes send what they have); close every connection;
+        run the on_unpublish/on_disconnect hooks; then return.  Each wait
+        is bounded by ``timeout`` seconds (recordings: six times that)."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.relays is not None:
+            self.relays.close()
+        self.hub.close("shutdown")
+        for queue in self._watchers:
+            queue.put_nowait(None)
+        connections = list(self.connections)
+        for conn in connections:
+            conn.close()
+        lost = [conn.lost for conn in connections if not conn.lost.done()]
+        if lost:
+            _, late = await asyncio.wait(lost, timeout=timeout)
+            for conn in connections:
+                if not conn.lost.done():
+                    conn.abort()
+        await self.recordings.close(6 * timeout)
+        await self.tasks.wait(timeout)
+        if self._ticker is not None:
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        log.info("server closed")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _tick(self) -> None:
+        """Once a second: deadlines, idle connections, pings, slow players."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check(now)
+
+    # -- the ingest API ----------------------------------------------------------------------
+
+    async def publishes(self) -> AsyncIterator[IncomingStream]:
+        """Each new publish, as an :class:`IncomingStream`, until the server closes.
+
+        Iterate every stream it yields, or ``close()`` it: once iterated,
+        its bounded buffer pauses that publisher when full."""
+        queue: asyncio.Queue[IncomingStream | None] = asyncio.Queue()
+        self._watchers.append(queue)
+        try:
+            while True:
+                stream = await queue.get()
+                if stream is None:
+                    return
+                yield stream
+        finally:
+            self._watchers.remove(queue)
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Streams, publishers, players, bytes in/out, drops and lag, as a dict."""
+        uptime = time.monotonic() - self.started_at if self.started_at else 0.0
+        return collect(self.hub, self.connections, uptime)
