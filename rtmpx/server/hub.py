@@ -35,11 +35,11 @@ from ..constants import MessageType as MT
 from ..media import is_sequence_header, is_video_keyframe
 
 __all__ = [
+    "PACKET_OVERHEAD",
     "Channel",
     "Hub",
     "HubLimits",
     "HubObserver",
-    "PACKET_OVERHEAD",
     "Packet",
     "Publication",
     "Publisher",

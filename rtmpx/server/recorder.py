@@ -88,7 +88,7 @@ def _create(path: Path) -> tuple[Path, IO[bytes]]:
     candidate = path
     for n in range(1, 10_000):
         try:
-            return candidate, open(candidate, "xb")  # noqa: SIM115 - closed by the recorder
+            return candidate, open(candidate, "xb")
         except FileExistsError:
             candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     raise OSError(f"no free file name next to {path}")
@@ -224,7 +224,7 @@ class Recorder:
             if target is not None:
                 try:
                     last = _resume_point(target)
-                    file = open(target, "ab")  # noqa: SIM115 - closed by the recorder
+                    file: IO[bytes] = open(target, "ab")  # noqa: SIM115 - closed by the recorder
                 except (OSError, ProtocolError) as exc:
                     log.error("cannot append to %s (%s): recording to a new file", target, exc)
                 else:

@@ -28,7 +28,7 @@ from ..errors import RtmpError
 from ..events import Metadata
 from ..url import parse_url
 from .hooks import Request, TaskSet
-from .hub import AUDIO, DATA, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
+from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
 
 __all__ = ["MAX_BACKOFF", "Puller", "Pusher", "Relays", "push_targets"]
 

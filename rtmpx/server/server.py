@@ -198,7 +198,7 @@ class Server:
             conn.close()
         lost = [conn.lost for conn in connections if not conn.lost.done()]
         if lost:
-            _, late = await asyncio.wait(lost, timeout=timeout)
+            await asyncio.wait(lost, timeout=timeout)
             for conn in connections:
                 if not conn.lost.done():
                     conn.abort()

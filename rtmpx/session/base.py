@@ -94,7 +94,7 @@ def split_query(name: str) -> tuple[str, str]:
 
 
 #: The chunk streams media goes on (the writer's defaults): audio, video, data.
-_MEDIA_CSID = {t: default_csid(t) for t in (MT.AUDIO, MT.VIDEO, MT.DATA_AMF0)}
+_MEDIA_CSID: dict[int, int] = {int(t): default_csid(t) for t in (MT.AUDIO, MT.VIDEO, MT.DATA_AMF0)}
 
 
 def encode_shared(type_id: int, timestamp: int, payload: bytes, stream_id: int,

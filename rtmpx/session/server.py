@@ -72,7 +72,6 @@ from .states import (
     SERVER_STREAM,
     Action,
     ConnectionInput,
-    ConnectionState,
     StreamInput,
     StreamState,
 )

@@ -14,7 +14,7 @@ import rtmpx
 from rtmpx.events import Metadata
 from rtmpx.server import Server
 
-from .peers import (
+from ..peers import (
     Sample,
     coded,
     ffmpeg_exe,

@@ -18,7 +18,7 @@ import rtmpx
 from rtmpx.server import HubLimits, Request, Server, StatsServer
 from rtmpx.session import ConnectionState
 
-from .peers import (
+from ..peers import (
     channel,
     ffmpeg_exe,
     lavfi_publish_args,
@@ -479,7 +479,7 @@ async def test_slow_ingest_consumer_pauses_only_its_publisher() -> None:
 
 async def test_legacy_debian_ffmpeg_publishes_and_plays(tmp_path: Path) -> None:
     """FFmpeg 5.1 (Debian's), an older peer, through the relay both ways."""
-    from .peers import debian_tool
+    from ..peers import debian_tool
 
     ffmpeg = debian_tool("ffmpeg")
     out = tmp_path / "legacy.flv"

@@ -39,7 +39,7 @@ from rtmpx.events import (
 )
 from rtmpx.session import ClientSession, ServerSession, SessionConfig, StreamState
 
-from .peers import ffmpeg_exe, lavfi_publish_args, listener, packet_count, start, stop
+from ..peers import ffmpeg_exe, lavfi_publish_args, listener, packet_count, start, stop
 
 
 class Pair:

@@ -17,7 +17,7 @@ import pytest
 from rtmpx.flv import FLVReader
 from rtmpx.server import Request, Server
 
-from .peers import ffmpeg_exe, lavfi_publish_args, packet_count, run
+from ..peers import ffmpeg_exe, lavfi_publish_args, packet_count, run
 
 pytestmark = pytest.mark.interop
 
