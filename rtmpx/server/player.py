@@ -116,22 +116,23 @@ class PlayerSink:
             return
         type_id = packet.type_id
         header = packet.header
-        if type_id == VIDEO:
-            if not header and (self.paused or not self.video):
+        if type_id == VIDEO and not header:
+            if self.paused or not self.video:
                 return
-            if not header and self._skip_to_key:
-                if not packet.keyframe or self.queued_bytes > self.limits.max_queue // 2:
-                    self.stats.dropped += 1
-                    return
-                self._skip_to_key = False
-                self._behind_since = None
-            elif not header and self.queued_bytes > self.limits.max_queue:
+            queued = self.queued_bytes
+            if queued > self.limits.max_queue:
                 # behind: drop video until the next keyframe
                 self._skip_to_key = True
                 if self._behind_since is None:
                     self._behind_since = now
                 self.stats.dropped += 1
                 return
+            if self._skip_to_key:
+                if not packet.keyframe or queued > self.limits.max_queue // 2:
+                    self.stats.dropped += 1
+                    return
+                self._skip_to_key = False
+                self._behind_since = None
         elif type_id == AUDIO and not header and (self.paused or not self.audio):
             return
         if self.queued_bytes > 2 * self.limits.max_queue:

@@ -82,14 +82,15 @@ def status_codes(commands: list[list[Any]]) -> list[tuple[str, str]]:
 # --- the server's stream table --------------------------------------------------------
 
 class Server:
-    """A connected ServerSession fed raw client messages."""
+    """A connected ServerSession fed raw client messages; ``reader`` (a
+    ChunkReader class) decodes everything it sends after the handshake."""
 
-    def __init__(self) -> None:
+    def __init__(self, reader: Callable[[], Any] = ChunkReader) -> None:
         pair = Pair()
         pair.pump()  # the handshake only
         self.session = pair.server
         self.writer = ChunkWriter()
-        self.reader = ChunkReader()
+        self.reader = reader()
         events = self.send(command("connect", 1, {"app": "live", "tcUrl": "rtmp://h/live"}))
         assert of(ConnectRequest, events)
         self.session.accept_connect()

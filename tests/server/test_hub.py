@@ -1,0 +1,322 @@
+"""The hub and the RTMP player policy without asyncio: fake publishers,
+players whose connection is a real ServerSession over a fake transport,
+and a clock passed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtmpx import amf
+from rtmpx.server.hub import Channel, Hub, HubLimits, Packet, Publication, StreamKey
+from rtmpx.server.player import PlayerSink
+from rtmpx.session import ServerSession, StreamState
+
+from ..session.test_session import AAC_RAW, AAC_SEQ, AVC_INTER, AVC_KEY, AVC_SEQ
+from ..session.test_states import Server as SessionHarness
+from ..session.test_states import status_codes
+
+KEY = StreamKey("live", "cam")
+
+
+class FakePublisher:
+    def __init__(self, peer: str = "pub") -> None:
+        self.peer = peer
+        self.calls: list[str] = []
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def stop(self, reason: str) -> None:
+        self.calls.append(f"stop:{reason}")
+
+
+class FakeConnection:
+    """A player's connection: a real session playing ``stream_id``, a fake
+    transport whose unsent bytes (``queued``) the test sets."""
+
+    def __init__(self) -> None:
+        self.harness = SessionHarness()
+        self.stream_id = self.harness.stream_in(StreamState.PLAYING)
+        self.wire = bytearray()
+        self.queued = 0
+        self.kicked: list[str] = []
+
+    @property
+    def session(self) -> ServerSession:
+        return self.harness.session
+
+    def flush(self) -> None:
+        self.wire += self.session.data_to_send()
+
+    def queued_bytes(self) -> int:
+        return self.queued
+
+    def kick(self, reason: str) -> None:
+        self.kicked.append(reason)
+
+    def received(self) -> list[Any]:
+        """What the player decoded since the last call: (type, ts, payload)
+        for media and data, ("status", code) for onStatus."""
+        out: list[Any] = []
+        for m in self.harness.reader.feed(bytes(self.wire)):
+            if m.type_id == 20:
+                out += [("status", code) for _, code in status_codes([amf.loads_all(m.payload)])]
+            elif m.type_id in (8, 9, 18):
+                out.append((m.type_id, m.timestamp, m.payload))
+        self.wire.clear()
+        return out
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    def publication_started(self, publication: Publication) -> None:
+        self.log.append(("started", publication))
+
+    def publication_ended(self, publication: Publication, reason: str) -> None:
+        self.log.append(("ended", reason))
+
+    def demand_changed(self, channel: Channel) -> None:
+        self.log.append(("demand", len(channel.players)))
+
+
+class Follower:
+    """A follower that records what it gets."""
+
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        self.got.append("started")
+
+    def packet(self, packet: Packet, now: float) -> None:
+        self.got.append(packet.payload)
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        self.got.append(f"ended:{reason}")
+
+
+def player(hub: Hub, key: StreamKey = KEY, now: float = 0.0,
+           limits: HubLimits | None = None) -> tuple[PlayerSink, FakeConnection, Channel]:
+    conn = FakeConnection()
+    sink = PlayerSink(conn, conn.stream_id, limits or hub.limits, peer="p")
+    channel = hub.subscribe(key, sink, now)
+    sink.joined = True
+    return sink, conn, channel
+
+
+def feed(publication: Publication, now: float = 0.0) -> None:
+    publication.metadata({"width": 1.0}, amf.dumps_all(["onMetaData", {"width": 1.0}]), 0, now)
+    publication.media(9, 0, AVC_SEQ, now)
+    publication.media(8, 0, AAC_SEQ, now)
+    publication.media(9, 0, AVC_KEY, now)
+    publication.media(8, 10, AAC_RAW, now)
+    publication.media(9, 40, AVC_INTER, now)
+
+
+def test_replace_keeps_the_channel_and_refuses_a_third_without_replace() -> None:
+    """Regression: ending the old publisher discarded the channel when it had
+    no players; the new one then published into a deleted channel (later
+    players waited forever, stats missed it, a third publisher was accepted
+    next to the second)."""
+    observer = Observer()
+    hub = Hub(observer=observer)
+    a, b, c = FakePublisher("a"), FakePublisher("b"), FakePublisher("c")
+    first = hub.publish(KEY, a, "info-a", 0.0)
+    assert first is not None
+    second = hub.publish(KEY, b, "info-b", 1.0, replace=True)
+    assert second is not None and not first.live and second.live
+    assert a.calls == ["stop:replaced"]
+    assert hub.channels[KEY].publication is second
+    assert [e[0] for e in observer.log] == ["started", "ended", "started"]
+    assert hub.publish(KEY, c, "info-c", 2.0) is None   # refused: still one publisher
+    feed(second)
+    sink, conn, channel = player(hub)                    # a later player sees the second
+    got = conn.received()
+    assert [g[2] for g in got if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
+    assert channel is hub.get(("live", "cam"))
+    hub.unpublish(first, "late")  # the old one ending late changes nothing
+    assert channel.publication is second
+
+
+def test_waiting_players_hear_publish_and_unpublish_and_stay() -> None:
+    hub = Hub()
+    sink, conn, channel = player(hub)
+    assert not channel.live and conn.received() == []
+    for round_ in range(2):
+        publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+        assert publication is not None
+        feed(publication)
+        hub.unpublish(publication, "unpublish")
+        got = conn.received()
+        assert got[0] == ("status", "NetStream.Play.PublishNotify")
+        assert got[-1] == ("status", "NetStream.Play.UnpublishNotify")
+        assert [g[2] for g in got if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
+    assert hub.get(KEY) is channel and channel.players == [sink]
+
+
+def test_a_late_player_starts_with_the_cache() -> None:
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    feed(publication)
+    publication.media(9, 80, AVC_INTER, 0.0)
+    _, conn, _ = player(hub)
+    got = conn.received()
+    assert not any(g[0] == "status" for g in got)  # no PublishNotify after Play.Start
+    assert [(g[0], g[2]) for g in got] == [
+        (18, amf.dumps_all(["onMetaData", {"width": 1.0}])), (9, AVC_SEQ), (8, AAC_SEQ),
+        (9, AVC_KEY), (8, AAC_RAW), (9, AVC_INTER), (9, AVC_INTER)]
+
+
+def test_players_with_the_same_shape_share_the_bytes() -> None:
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    _, conn1, _ = player(hub)
+    _, conn2, _ = player(hub)
+    packet = Packet.media(9, 0, AVC_KEY)
+    for p in list(hub.channels[KEY].players):
+        p.packet(packet, 0.0)
+    assert len(packet.shared) == 1  # same chunk size and stream id: encoded once
+    assert conn1.received()[-1] == conn2.received()[-1] == (9, 0, AVC_KEY)
+
+
+def test_followers_end_with_their_publication_players_stay() -> None:
+    observer = Observer()
+    hub = Hub(observer=observer)
+    sink, _, channel = player(hub)
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    follower = Follower()
+    publication.follow(follower)
+    publication.media(9, 0, AVC_KEY, 0.0)
+    hub.unpublish(publication, "unpublish")
+    assert follower.got == [AVC_KEY, "ended:unpublish"]
+    assert publication.followers == [] and channel.players == [sink]
+    publication.follow(follower)   # too late: nothing follows an ended publication
+    assert publication.followers == []
+    hub.unsubscribe(channel, sink)
+    assert KEY not in hub.channels  # idle: gone
+    assert ("demand", 0) in observer.log
+
+
+def test_followers_pause_the_publisher_until_all_resume() -> None:
+    hub = Hub()
+    publisher = FakePublisher()
+    publication = hub.publish(KEY, publisher, None, 0.0)
+    assert publication is not None
+    one, two = Follower(), Follower()
+    publication.pause(one)
+    publication.pause(two)
+    publication.pause(one)
+    publication.resume(one)
+    assert publisher.calls == ["pause"] and publication.paused
+    publication.unfollow(two)   # leaving releases its pause
+    assert publisher.calls == ["pause", "resume"] and not publication.paused
+
+
+def test_stream_keys_are_unambiguous() -> None:
+    """Regression: keys were f"{app}/{name}", so app "live" + name "a/b" and
+    app "live/a" + name "b" were one channel."""
+    hub = Hub()
+    one = hub.publish(StreamKey("live", "a/b"), FakePublisher(), None, 0.0)
+    two = hub.publish(StreamKey("live/a", "b"), FakePublisher(), None, 0.0)
+    assert one is not None and two is not None and one.channel is not two.channel
+    assert str(one.key) == str(two.key) == "live/a/b"  # the same to read, not to the hub
+
+
+def test_slow_player_drops_video_to_the_next_keyframe_keeps_audio() -> None:
+    hub = Hub(HubLimits(max_queue=1000, max_lag=5.0))
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    sink, conn, _ = player(hub)
+    publication.media(9, 0, AVC_SEQ, 0.0)
+    publication.media(9, 0, AVC_KEY, 0.0)
+    conn.received()
+    conn.queued = 1500                    # the player does not read
+    publication.media(9, 40, AVC_INTER, 1.0)
+    publication.media(8, 41, AAC_RAW, 1.0)
+    assert [g[0] for g in conn.received()] == [8]   # video dropped, audio kept
+    assert sink.stats.dropped == 1 and sink.behind_seconds(3.0) == 2.0
+    conn.queued = 0
+    publication.media(9, 80, AVC_INTER, 2.0)        # still waiting for a keyframe
+    publication.media(9, 120, AVC_KEY, 2.0)
+    assert [g[2] for g in conn.received()] == [AVC_KEY]
+    assert sink.behind_seconds(3.0) == 0.0
+    conn.queued = 2001
+    publication.media(8, 130, AAC_RAW, 3.0)
+    assert conn.kicked == ["write queue over twice max_queue"]
+
+
+def test_a_drained_player_is_not_behind_even_in_a_long_gop() -> None:
+    """Regression: with x264's default GOP (10 s) a player behind for a moment
+    stayed "behind" until the next keyframe and was kicked for lag although
+    its queue had drained."""
+    hub = Hub(HubLimits(max_queue=1000, max_lag=2.0))
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    sink, conn, _ = player(hub)
+    publication.media(9, 0, AVC_KEY, 0.0)
+    conn.queued = 1500                                # a spike
+    publication.media(9, 40, AVC_INTER, 0.5)
+    conn.queued = 0                                   # drained
+    for t in range(1, 10):                            # no keyframe for 9 s
+        publication.media(9, 40 + t * 1000, AVC_INTER, float(t))
+        sink.check_lag(float(t))
+    assert conn.kicked == [] and sink.behind_seconds(9.0) == 0.0
+    # a player that stays behind is still disconnected
+    conn.queued = 1500
+    publication.media(9, 20_000, AVC_INTER, 10.0)
+    sink.check_lag(11.0)
+    assert conn.kicked == []
+    sink.check_lag(12.5)
+    assert sink.stats.disconnected_for_lag and conn.kicked
+
+
+def test_paused_and_muted_players_get_no_media_but_headers() -> None:
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    sink, conn, _ = player(hub)
+    publication.media(9, 0, AVC_KEY, 0.0)
+    conn.received()
+    sink.pause(True)
+    publication.media(9, 40, AVC_INTER, 0.0)
+    publication.media(8, 40, AAC_RAW, 0.0)
+    publication.media(9, 40, AVC_SEQ, 0.0)
+    assert [g[2] for g in conn.received()] == [AVC_SEQ]
+    sink.pause(False)
+    sink.audio = False
+    publication.media(9, 80, AVC_KEY, 0.0)
+    publication.media(8, 80, AAC_RAW, 0.0)
+    assert [g[2] for g in conn.received()] == [AVC_KEY]
+
+
+def test_gop_cache_bound() -> None:
+    hub = Hub(HubLimits(max_gop_bytes=12_000))
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    publication.media(9, 0, AVC_KEY, 0.0)
+    publication.media(9, 40, AVC_KEY, 0.0)
+    assert hub.channels[KEY].gop_bytes == len(AVC_KEY)
+    for i in range(20):
+        publication.media(9, 80 + i, AVC_INTER, 0.0)
+    channel = hub.channels[KEY]
+    assert channel.gop_bytes <= 12_000
+    assert [p.payload for p in channel.startup()] == []  # too long a GOP: not kept
+
+
+def test_close_ends_every_publication() -> None:
+    observer = Observer()
+    hub = Hub(observer=observer)
+    publishers = [FakePublisher(str(i)) for i in range(3)]
+    for i, p in enumerate(publishers):
+        hub.publish(StreamKey("live", str(i)), p, None, 0.0)
+    ended = hub.close()
+    assert len(ended) == 3 and not hub.channels
+    assert [p.calls for p in publishers] == [["stop:shutdown"]] * 3

@@ -1,0 +1,233 @@
+"""ServerSession: shared fan-out bytes, requests withdrawn while the
+application decides, leniency where nginx-rtmp is lenient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rtmpx import InvalidStateError, ProtocolError, amf
+from rtmpx._chunk_py import ChunkReader as PureReader
+from rtmpx.chunk import ChunkWriter, Message
+from rtmpx.events import (
+    DataMessage,
+    Metadata,
+    Pause,
+    PlayRequest,
+    PlayStopped,
+    PublishRequest,
+    Seek,
+    Status,
+    StreamCreated,
+    StreamDeleted,
+    VideoData,
+)
+from rtmpx.session import ServerSession, SessionConfig, StreamState, encode_shared
+
+from .test_session import AVC_KEY, AVC_SEQ, Pair, command, of
+from .test_states import Server, status_codes
+
+
+def shared(server: ServerSession, sid: int, type_id: int, timestamp: int,
+           payload: bytes) -> None:
+    """What the hub does for every player: chunk once, send through the session."""
+    server.send_shared(type_id, encode_shared(type_id, timestamp, payload, sid,
+                                              server.chunk_size))
+
+
+@pytest.mark.parametrize("again", ["closeStream", "play"])
+def test_a_second_play_after_shared_media_stays_in_sync(again: str) -> None:
+    """Regression: the session's own header on chunk stream 5
+    (|RtmpSampleAccess) used to be measured against its last own message
+    there, while the player's last header on that chunk stream came from
+    shared fan-out bytes: a fmt 3 header the player decoded as garbage."""
+    pair = Pair()
+    pair.connect()
+    sid = pair.stream()
+    player = pair.client
+    for round_ in range(3):
+        player.play(sid, "k")
+        s, _ = pair.pump()
+        assert of(PlayRequest, s)
+        pair.server.accept_play(sid)
+        meta = amf.dumps_all(["onMetaData", {"width": 320.0 + round_}])
+        shared(pair.server, sid, 18, 0, meta)
+        shared(pair.server, sid, 9, 0, AVC_SEQ)
+        shared(pair.server, sid, 9, 40, AVC_KEY)
+        _, c = pair.pump()
+        assert [e.name for e in of(DataMessage, c)] == ["|RtmpSampleAccess"]
+        assert of(Metadata, c)[0].metadata == {"width": 320.0 + round_}
+        assert [e.payload for e in of(VideoData, c)] == [AVC_SEQ, AVC_KEY]
+        if again == "closeStream":
+            player.close_stream(sid)
+            s, _ = pair.pump()
+            assert of(PlayStopped, s) == [PlayStopped(sid, "k")]
+
+
+def test_shared_bytes_then_own_messages_decode_with_a_strict_reader() -> None:
+    """The same, message by message, with the pure-Python reader as the player."""
+    server = Server(reader=PureReader)
+    sid = server.stream_in(StreamState.PLAYING)
+    session = server.session
+    expected = []
+    for i in range(4):
+        cue = amf.dumps_all(["onCuePoint", "x" * (10 + i)])
+        text = amf.dumps_all(["onTextData", {"text": "t" * i}])
+        shared(session, sid, 18, 0, cue)
+        session.send_data(sid, 0, text)
+        shared(session, sid, 9, 40 * i, AVC_KEY)
+        session.send_video(sid, 40 * i + 1, AVC_SEQ)
+        expected += [(18, 0, cue), (18, 0, text), (9, 40 * i, AVC_KEY), (9, 40 * i + 1, AVC_SEQ)]
+    got = [(m.type_id, m.timestamp, m.payload)
+           for m in server.reader.feed(session.data_to_send())]
+    assert got == expected
+
+
+@pytest.mark.parametrize("withdraw", ["closeStream", "deleteStream"])
+@pytest.mark.parametrize("kind", ["publish", "play"])
+def test_a_request_withdrawn_while_the_application_decides(withdraw: str, kind: str) -> None:
+    """Regression: closeStream/deleteStream during an async hook used to make
+    the late accept raise, which aborted the whole connection."""
+    server = Server()
+    sid = server.stream_in(StreamState.IDLE)
+    events = server.send(command(kind, 0, None, "k", stream_id=sid))
+    request = events[0]
+    assert isinstance(request, (PublishRequest, PlayRequest))
+    assert server.session.is_pending(request)
+    if withdraw == "closeStream":
+        server.send(command("closeStream", 0, None, stream_id=sid))
+    else:
+        server.send(command("deleteStream", 0, None, float(sid)))
+    assert not server.session.is_pending(request)
+    with pytest.raises(InvalidStateError):  # what a shell must not do: it checks is_pending
+        (server.session.accept_publish if kind == "publish" else server.session.accept_play)(sid)
+    # the connection goes on
+    assert of(StreamCreated, server.send(command("createStream", 3, None)))
+
+
+def test_a_newer_play_supersedes_a_pending_one() -> None:
+    server = Server()
+    sid = server.stream_in(StreamState.IDLE)
+    first = server.send(command("play", 0, None, "a", stream_id=sid))[0]
+    second = server.send(command("play", 0, None, "b", stream_id=sid))[0]
+    assert isinstance(first, PlayRequest) and isinstance(second, PlayRequest)
+    assert not server.session.is_pending(first) and server.session.is_pending(second)
+
+
+def test_a_replay_ends_the_current_play_first() -> None:
+    """The shell hears PlayStopped before the new PlayRequest, so a refused
+    re-play leaves nothing streaming."""
+    server = Server()
+    sid = server.stream_in(StreamState.PLAYING)
+    events = server.send(command("play", 0, None, "other", stream_id=sid))
+    assert [type(e) for e in events] == [PlayStopped, PlayRequest]
+    server.session.reject_play(sid)
+    assert server.session.stream_state(sid) is StreamState.IDLE
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0.5, 2.0**40, "1", None, True])
+def test_delete_stream_with_a_strange_id_is_harmless(value: object) -> None:
+    """Regression: deleteStream(NaN) raised ValueError out of data_received."""
+    server = Server()
+    sid = server.stream_in(StreamState.PUBLISHING)
+    assert server.send(command("deleteStream", 0, None, value)) == []
+    assert server.session.stream_state(sid) is StreamState.PUBLISHING
+    assert of(StreamDeleted, server.send(command("deleteStream", 0, None, float(sid))))
+
+
+@pytest.mark.parametrize("name", ["pause", "seek", "receiveAudio"])
+def test_pause_and_seek_while_a_play_is_pending_are_ignored(name: str) -> None:
+    """Regression: they used to be protocol errors; nginx-rtmp ignores them."""
+    server = Server()
+    sid = server.stream_in(StreamState.PLAY_PENDING)
+    events = server.send(command(name, 0, None, True, 0.0, stream_id=sid))
+    assert not of(Pause, events) and not of(Seek, events)
+    assert server.session.stream_state(sid) is StreamState.PLAY_PENDING
+    server.session.accept_play(sid)
+    if name == "receiveAudio":
+        assert server.session.receiving(sid) == (True, True)
+
+
+def test_pause_unpause_and_seek_are_answered_by_the_session() -> None:
+    server = Server()
+    sid = server.stream_in(StreamState.PLAYING)
+    assert of(Pause, server.send(command("pause", 0, None, True, 10.0, stream_id=sid))) == \
+        [Pause(sid, True, 10.0)]
+    assert of(Pause, server.send(command("pause", 0, None, False, 10.0, stream_id=sid))) == \
+        [Pause(sid, False, 10.0)]
+    assert of(Seek, server.send(command("seek", 0, None, 5.0, stream_id=sid))) == \
+        [Seek(sid, 5.0)]
+    assert [code for _, code in status_codes(server.replies())] == [
+        "NetStream.Pause.Notify", "NetStream.Unpause.Notify", "NetStream.Seek.Notify"]
+
+
+def test_play_reset_follows_the_request() -> None:
+    for reset in (True, False):
+        server = Server()
+        sid = server.stream_in(StreamState.IDLE)
+        server.send(command("play", 0, None, "k", -2.0, -1.0, reset, stream_id=sid))
+        server.session.accept_play(sid)
+        codes = [code for _, code in status_codes(server.replies())]
+        assert ("NetStream.Play.Reset" in codes) is reset
+
+
+def test_commands_sent_before_connect_is_answered_are_held() -> None:
+    """Regression: a client that pipelines createStream (and more) after
+    connect, while the application still decides, used to be dropped."""
+    pair = Pair()
+    pair.pump()
+    w = ChunkWriter()
+    server = pair.server
+    events = server.receive_data(
+        w.encode(command("connect", 1, {"app": "live"}))
+        + w.encode(command("releaseStream", 2, None, "k"))
+        + w.encode(command("createStream", 3, None))
+        + w.encode(Message(9, AVC_KEY, 0, 1))   # media on a stream not made yet: dropped
+        + w.encode(command("publish", 0, None, "k", "live", stream_id=1)))
+    assert len(events) == 1
+    replies = server.data_to_send()
+    assert replies == b""  # nothing answered before connect
+    later = server.accept_connect()
+    assert [type(e).__name__ for e in later] == ["ReleaseStream", "StreamCreated",
+                                                 "PublishRequest"]
+
+
+def test_held_commands_are_bounded() -> None:
+    pair = Pair()
+    pair.server = ServerSession(SessionConfig(max_deferred=3))
+    pair.pump()
+    w = ChunkWriter()
+    server = pair.server
+    server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
+    server.receive_data(b"".join(w.encode(command("_checkbw", 2 + i, None)) for i in range(3)))
+    with pytest.raises(ProtocolError, match="before connect"):
+        server.receive_data(w.encode(command("_checkbw", 9, None)))
+
+
+def test_commands_held_then_connect_rejected_are_dropped() -> None:
+    pair = Pair()
+    pair.pump()
+    w = ChunkWriter()
+    session = pair.server
+    session.receive_data(w.encode(command("connect", 1, {"app": "live"}))
+                         + w.encode(command("createStream", 2, None)))
+    session.reject_connect()
+    out = session.data_to_send()
+    assert b"_error" in out and out.count(b"_result") == 0
+    assert session.receive_data(w.encode(command("createStream", 3, None))) == []
+
+
+def test_unknown_calls_do_not_echo_their_name() -> None:
+    server = Server()
+    server.send(command("x" * 1000, 5, None))
+    reply = server.replies()[0]
+    assert reply[0] == "_error" and "x" * 10 not in str(reply)
+
+
+def test_status_events_are_information_only() -> None:
+    # a server session never emits Status (that is the client's)
+    server = Server()
+    sid = server.stream_in(StreamState.PLAYING)
+    assert not of(Status, server.send(command("onStatus", 0, None, {"code": "x"},
+                                              stream_id=sid)))
