@@ -249,21 +249,30 @@ class Client:
 
     async def close(self) -> None:
         """Close every stream (FCUnpublish + deleteStream when publishing,
-        deleteStream when playing), then the connection; waits (bounded)
-        until it is gone.  Safe to call more than once."""
+        deleteStream when playing), then the connection, gracefully: what
+        we sent is delivered to the end (we half-close and read until the
+        server closes), for at most ``timeout`` seconds (10 s when None),
+        then the connection is aborted.  Safe to call more than once."""
         self._closing = True  # no new requests from here on
         for stream in list(self._streams.values()):
             await stream.close()
         if not self._closed_transport:
             self._closed_transport = True
             log.debug("closing %s", self.url)
-            if self._transport is not None and not self._lost:
-                self._transport.close()
+            transport = self._transport
+            if transport is not None and not self._lost:
+                if transport.can_write_eof():
+                    # a FIN after our last byte; closing at once instead would
+                    # reset the connection if the server's data is unread,
+                    # and the server would lose the end of what we sent
+                    transport.write_eof()
+                else:
+                    transport.close()
         if self._transport is None:
             self._connection_lost(None)
         if not self._lost_fut.done():
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(self.timeout or 10.0):
                     await asyncio.shield(self._lost_fut)
             except TimeoutError:
                 log.warning("connection to %s did not close in time: aborting", self.url)
@@ -286,7 +295,7 @@ class Client:
 
     def _can_write(self) -> bool:
         return self._transport is not None and not self._lost \
-            and not self._transport.is_closing()
+            and not self._closed_transport and not self._transport.is_closing()
 
     # -- helpers for the streams ------------------------------------------------------
 

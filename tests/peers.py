@@ -229,3 +229,149 @@ def messages_in(server: Any, key: str) -> int:
     """Messages the current publication of a key has received."""
     found = channel(server, key)
     return found.publication.messages_in if found is not None and found.live else 0
+
+
+# --- synthetic media and raw peers (no external process) -------------------------------
+
+#: Small FLV tag bodies that parse as H.264/AAC (sequence headers, key and
+#: inter frames): enough for the relay, the recorder and the ingest API.
+AVC_SEQ = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x04abcd\x01\x00\x02ef"
+AAC_SEQ = b"\xaf\x00\x12\x10"
+
+
+def avc_frame(key: bool, n: int, size: int = 600) -> bytes:
+    """An AVC NALU video tag body: keyframe or inter frame number ``n``."""
+    return (b"\x17" if key else b"\x27") + b"\x01\x00\x00\x00" + n.to_bytes(4, "big") \
+        + b"v" * size
+
+
+def aac_frame(n: int, size: int = 100) -> bytes:
+    return b"\xaf\x01" + n.to_bytes(4, "big") + b"a" * size
+
+
+async def publish_frames(url: str, frames: int, *, name: str | None = None, keyint: int = 25,
+                         interval: float = 0.0, start: int = 0, size: int = 600,
+                         publish_type: str = "live", hold: float = 0.0) -> int:
+    """Publish metadata, sequence headers and ``frames`` video frames (with
+    audio between them) with the rtmpx client; a keyframe every ``keyint``,
+    ``interval`` seconds apart, timestamps 40 ms apart from ``start``.
+    Stays ``hold`` seconds after the last frame; returns the frames sent."""
+    import rtmpx
+
+    async with rtmpx.connect(url, timeout=10) as client, \
+            await client.publish(name, type=publish_type) as stream:
+        await stream.send_metadata({"width": 16.0, "height": 16.0})
+        await stream.send_video(start, AVC_SEQ)
+        await stream.send_audio(start, AAC_SEQ)
+        for i in range(frames):
+            ts = start + 40 * i
+            await stream.send_video(ts, avc_frame(i % keyint == 0, i, size))
+            await stream.send_audio(ts + 1, aac_frame(i))
+            if interval:
+                await asyncio.sleep(interval)
+        if hold:
+            await asyncio.sleep(hold)
+    return frames
+
+
+class RawPeer:
+    """A :class:`rtmpx.ClientSession` over a plain TCP connection, driven by
+    hand: for tests that send what the rtmpx client never would."""
+
+    def __init__(self, port: int, app: str = "live", *, rcvbuf: int | None = None) -> None:
+        from rtmpx import ClientSession
+
+        self.port = port
+        self.session = ClientSession(app, f"rtmp://127.0.0.1:{port}/{app}")
+        self.events: list[Any] = []
+        self.rcvbuf = rcvbuf
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.closed = False
+
+    async def open(self, *, connect: bool = True) -> RawPeer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        if connect:
+            from rtmpx.events import Connected
+
+            self.session.connect()
+            self.flush()
+            await self.until(lambda: any(isinstance(e, Connected) for e in self.events))
+        return self
+
+    def flush(self) -> None:
+        assert self.writer is not None
+        data = self.session.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write(data)
+
+    async def read_once(self, timeout: float = 10.0) -> bool:
+        """Read what arrives (once); False when the server closed."""
+        assert self.reader is not None
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.events += self.session.receive_data(data)
+        self.flush()
+        return True
+
+    async def until(self, predicate: Any, timeout: float = 10.0) -> None:
+        """Read until ``predicate()`` holds (AssertionError if the server
+        closes first or the time runs out)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("condition not reached in time")
+            try:
+                if not await self.read_once(left):
+                    raise AssertionError("the server closed the connection")
+            except TimeoutError:
+                raise AssertionError("condition not reached in time") from None
+
+    async def closed_by_server(self, timeout: float = 10.0) -> bool:
+        """Read until the server closes (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not await self.read_once(deadline - time.monotonic()):
+                    return True
+            except TimeoutError:
+                return False
+        return False
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def close(self) -> None:
+        """Close (abort, if what we wrote is still unsent)."""
+        if self.writer is not None:
+            if self.writer.transport.get_write_buffer_size():
+                self.writer.transport.abort()
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 5)
+            except (ConnectionError, OSError, TimeoutError):
+                pass
+
+
+def shrink_send_buffers(server: Any, size: int = 8192) -> None:
+    """Make the kernel hold little for each connection of an rtmpx server,
+    so that a peer that does not read shows in the server's own queue."""
+    for conn in server.connections:
+        if conn.transport is not None:
+            sock = conn.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)

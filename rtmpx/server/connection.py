@@ -45,11 +45,14 @@ from .hooks import Hooks, Request
 from .hub import Channel, Hub, HubLimits, Publication
 from .player import PlayerSink
 
-__all__ = ["Connection", "ConnectionContext", "RtmpPublisher"]
+__all__ = ["CLOSE_TIMEOUT", "Connection", "ConnectionContext", "RtmpPublisher"]
 
 log = logging.getLogger("rtmpx.server")
 
 _AUDIO, _VIDEO = int(MT.AUDIO), int(MT.VIDEO)
+
+#: Seconds a closing connection waits for the peer to close its end.
+CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class Connection(asyncio.Protocol):
         self._reading = True
         self._pinged = 0.0
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._abort_later: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -154,6 +158,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._abort_later is not None:
+            self._abort_later.cancel()
         if not self.lost.done():
             self.lost.set_result(None)
         ctx = self.context
@@ -204,11 +210,25 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def close(self) -> None:
-        """Flush, then close the connection."""
-        if self.transport is not None and not self.closed:
-            self.flush()
-            self.closed = True
-            self.transport.close()
+        """Flush, then close gracefully: a FIN after our last byte, and we
+        read (and ignore) until the peer closes too, for at most
+        :data:`CLOSE_TIMEOUT` seconds.  (Closing at once would reset the
+        connection if the peer's data is unread, and the peer would lose
+        the end of what we sent: an ``_error``, an UnpublishNotify.)"""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self.flush()
+        self.closed = True
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if not self._reading:
+            self._reading = True
+            transport.resume_reading()
+        self._abort_later = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT,
+                                                                  transport.abort)
 
     # -- reading: paused while a follower is full or our writes are ----------------------
 

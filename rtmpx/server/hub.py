@@ -220,6 +220,12 @@ class Publication:
             if not self._pausers and self.live:
                 self.publisher.resume()
 
+    def release(self) -> None:
+        """Resume the publisher if any follower paused it (the publication ends)."""
+        if self._pausers:
+            self._pausers.clear()
+            self.publisher.resume()
+
     # -- from the publisher -------------------------------------------------------
 
     def media(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
@@ -380,7 +386,7 @@ class Hub:
         channel = publication.channel
         channel.publication = None
         followers, publication.followers = publication.followers, []
-        publication._pausers.clear()
+        publication.release()
         for follower in followers:
             follower.publish_ended(publication, reason)
         for player in list(channel.players):

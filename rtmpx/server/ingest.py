@@ -101,12 +101,26 @@ class IncomingStream:
     # -- buffer policy ------------------------------------------------------------
 
     def _cut(self) -> None:
-        """Nobody iterates yet: keep the headers, restart at a keyframe."""
-        kept = list(self._headers.values())
-        self.dropped += sum(1 for item in self._items if not any(item is k for k in kept))
+        """Nobody iterates yet: keep the headers and the media from the latest
+        keyframe (if that fits in half the buffer), else restart at the next
+        keyframe."""
+        items = list(self._items)
+        headers = list(self._headers.values())
+        tail: list[Frame | Metadata] = []
+        for i in range(len(items) - 1, -1, -1):
+            item = items[i]
+            if isinstance(item, Frame) and item.kind == "video" and item.is_keyframe \
+                    and not item.is_sequence_header:
+                tail = [x for x in items[i:] if not any(x is h for h in headers)]
+                break
+        size = sum(len(x.payload) + PACKET_OVERHEAD for x in tail)
+        if size > self.max_bytes // 2:
+            tail = []
+        self._skip_to_key = not tail and VIDEO in self._headers
+        kept = headers + tail
+        self.dropped += len(items) - len(kept)
         self._items = deque(kept)
-        self._bytes = sum(len(i.payload) + PACKET_OVERHEAD for i in self._items)
-        self._skip_to_key = VIDEO in self._headers
+        self._bytes = sum(len(x.payload) + PACKET_OVERHEAD for x in kept)
 
     def _pause(self) -> None:
         if not self._paused and self._publication is not None:

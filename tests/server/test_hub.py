@@ -320,3 +320,20 @@ def test_close_ends_every_publication() -> None:
     ended = hub.close()
     assert len(ended) == 3 and not hub.channels
     assert [p.calls for p in publishers] == [["stop:shutdown"]] * 3
+
+
+def test_an_ending_publication_releases_its_publisher() -> None:
+    """A publication that ends while a follower holds it paused resumes the
+    publisher (else a connection stays paused: it never reads the peer's
+    close, and the peer's last bytes are lost)."""
+    hub = Hub()
+    publisher = FakePublisher()
+    publication = hub.publish(KEY, publisher, None, 0.0)
+    assert publication is not None
+    follower = Follower()
+    publication.follow(follower)
+    publication.pause(follower)
+    hub.unpublish(publication, "unpublish")
+    assert publisher.calls == ["pause", "resume"]
+    publication.resume(follower)  # late: nothing more
+    assert publisher.calls == ["pause", "resume"]

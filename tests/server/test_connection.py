@@ -1,0 +1,293 @@
+"""One connection against a live rtmpx Server, over real sockets, with the
+rtmpx client or a hand-driven ClientSession: the defects that lived above
+the session layer.  No external peer."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import rtmpx
+from rtmpx import amf
+from rtmpx.chunk import ChunkWriter, Message
+from rtmpx.events import (
+    DataMessage,
+    PlayStarted,
+    PublishStarted,
+    Status,
+    StreamCreated,
+    StreamFailed,
+    VideoData,
+)
+from rtmpx.server import HubLimits, Request, Server
+
+from ..peers import RawPeer, live, publish_frames, shrink_send_buffers, sinks, wait_for
+
+#: Messages a test writes by hand go on a chunk stream of their own, chunked
+#: at the size the client session announced, so that they never disturb the
+#: session's own chunk-stream state.
+RAW_CSID = 9
+
+
+def raw_writer() -> ChunkWriter:
+    return ChunkWriter(chunk_size=4096)
+
+
+async def test_replace_takes_over_without_orphaning_the_channel() -> None:
+    """Regression: with duplicate_publish="replace" the old publisher's end
+    discarded the channel (no players yet); the new publisher fed a deleted
+    channel: stats missed it, players waited forever, and a third publisher
+    was accepted next to the second."""
+    async with Server(port=0, duplicate_publish="replace") as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/enc"
+        clients = []
+        for n in range(3):
+            client = await rtmpx.connect(url)
+            stream = await client.publish()
+            await stream.send_video(0, b"\x17\x01\x00\x00\x00" + bytes([n]) * 100)
+            clients.append((client, stream))
+            if n:  # the one before was disconnected by the server
+                await asyncio.wait_for(clients[n - 1][0].wait_closed(), 10)
+            await wait_for(lambda: live(server, "live/enc"))
+            streams = server.stats()["streams"]
+            assert [s["key"] for s in streams] == ["live/enc"] and streams[0]["live"]
+        async with rtmpx.connect(url) as player:
+            play = player.play()
+            await play
+            await clients[2][1].send_video(40, b"\x17\x01\x00\x00\x00" + b"\x02" * 100)
+            async with asyncio.timeout(10):
+                async for frame in play:
+                    if getattr(frame, "kind", "") == "video":
+                        assert bytes(frame.payload)[5:] == b"\x02" * 100
+                        break
+        for client, _ in clients:
+            await client.close()
+
+
+async def test_second_play_on_the_same_stream_id_stays_in_sync() -> None:
+    """Regression: fan-out bytes came from a second chunk writer, so the
+    session's next header on chunk stream 5 (after closeStream + play, or a
+    play on a playing stream) was measured against one the player never got."""
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/sync"
+        publisher = asyncio.create_task(publish_frames(url, 400, interval=0.01))
+        await wait_for(lambda: live(server, "live/sync"))
+        peer = await RawPeer(server.port).open()
+        peer.session.create_stream()
+        peer.flush()
+        await peer.until(lambda: peer.of(StreamCreated))
+        sid = peer.of(StreamCreated)[0].stream_id
+        for again in ("first", "closeStream", "play", "closeStream"):
+            if again == "closeStream":
+                peer.session.close_stream(sid)
+            mark = len(peer.events)
+            peer.session.play(sid, "sync")
+            peer.flush()
+            # |RtmpSampleAccess (the session's, on chunk stream 5) after shared
+            # onMetaData on the same chunk stream, then more shared media
+            def started() -> int | None:
+                for i in range(mark, len(peer.events)):
+                    e = peer.events[i]
+                    if isinstance(e, Status) and e.code == "NetStream.Play.Start":
+                        return i
+                return None
+
+            await peer.until(lambda: (i := started()) is not None and sum(
+                isinstance(e, VideoData) for e in peer.events[i:]) >= 5)
+            after = peer.events[started() or 0:]
+            names = [e.name for e in after if isinstance(e, DataMessage)]
+            assert names[:1] == ["|RtmpSampleAccess"], again
+        publisher.cancel()
+        await peer.close()
+
+
+async def test_a_peer_that_never_reads_cannot_fill_server_memory() -> None:
+    """Regression: a client that sends calls (each answered with _error) and
+    never reads grew the server's write buffer without limit."""
+    limits = HubLimits(max_queue=64 * 1024)
+    async with Server(port=0, limits=limits) as server:
+        peer = await RawPeer(server.port, rcvbuf=4096).open()
+        await wait_for(lambda: len(server.connections) == 1)
+        conn = next(iter(server.connections))
+        shrink_send_buffers(server)
+        writer = raw_writer()
+        burst = b"".join(writer.encode(Message(20, amf.dumps_all(
+            [f"call{i:05d}" + "x" * 200, float(i + 10), None]), 0, 0, RAW_CSID))
+            for i in range(4000))
+        assert peer.writer is not None
+        peak = 0
+        for _ in range(25):  # up to 25 MB of calls, ~25 MB of answers
+            peer.send_raw(burst)
+            try:
+                await asyncio.wait_for(peer.writer.drain(), 0.5)
+            except TimeoutError:
+                pass  # the server stopped reading us: our sends back up
+            peak = max(peak, conn.queued_bytes())
+        assert conn.reading_paused
+        assert peak <= limits.max_queue + 256 * 1024
+        # a normal client is served meanwhile
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/x", timeout=5):
+            pass
+        await peer.close()
+
+
+async def test_stream_keys_keep_app_and_name_apart() -> None:
+    """Regression: app "live/a" + name "b" and app "live" + name "a/b" were
+    one channel: a hook that authorises by (app, name) could be sidestepped."""
+    async with Server(port=0) as server:
+        base = f"rtmp://127.0.0.1:{server.port}"
+        async with rtmpx.connect(f"{base}/live") as viewer:
+            play = viewer.play("a/b")
+            await play
+            publisher = asyncio.create_task(
+                publish_frames(f"{base}/live/a/", 50, name="b", interval=0.01))
+            await wait_for(lambda: (c := server.hub.get(("live/a", "b"))) is not None and c.live)
+            got = []
+
+            async def watch() -> None:
+                async for frame in play:
+                    got.append(frame)
+
+            watcher = asyncio.create_task(watch())
+            await publisher
+            await asyncio.sleep(0.3)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            assert got == []  # nothing of app "live/a" reached app "live"
+            keys = {(s["app"], s["name"]) for s in server.stats()["streams"]}
+            assert keys == {("live", "a/b")}   # the waiting player's channel only
+
+
+async def test_close_stream_while_the_publish_hook_runs_keeps_the_connection() -> None:
+    """Regression: closeStream/deleteStream arriving while an async hook ran
+    made the late accept raise, and the whole connection was aborted."""
+    decided = asyncio.Event()
+
+    async def on_publish(request: Request) -> bool:
+        await asyncio.sleep(0.3)
+        decided.set()
+        return True
+
+    async with Server(port=0, on_publish=on_publish) as server:
+        peer = await RawPeer(server.port).open()
+        for withdraw in ("closeStream", "deleteStream"):
+            decided.clear()
+            peer.session.create_stream()
+            peer.flush()
+            await peer.until(lambda: len(peer.of(StreamCreated)) == (1 if withdraw ==
+                                                                     "closeStream" else 2))
+            sid = peer.of(StreamCreated)[-1].stream_id
+            peer.session.publish(sid, "k")
+            if withdraw == "closeStream":
+                peer.session.close_stream(sid)
+            else:
+                peer.session.delete_stream(sid)
+            peer.flush()
+            await asyncio.wait_for(decided.wait(), 5)
+            await asyncio.sleep(0.1)
+            assert not peer.closed and len(server.connections) == 1
+            assert not live(server, "live/k")
+        await peer.close()
+
+
+async def test_delete_stream_nan_is_harmless() -> None:
+    """Regression: deleteStream(NaN) raised ValueError out of data_received."""
+    async with Server(port=0) as server:
+        peer = await RawPeer(server.port).open()
+        peer.send_raw(raw_writer().encode(Message(20, amf.dumps_all(
+            ["deleteStream", 0.0, None, math.nan]), 0, 0, RAW_CSID)))
+        peer.session.create_stream()
+        peer.flush()
+        await peer.until(lambda: peer.of(StreamCreated))  # still served
+        await peer.close()
+
+
+async def test_a_refused_replay_stops_the_old_play() -> None:
+    """Regression: a play on a playing stream that the hook refused left the
+    old player attached, streaming."""
+    def on_play(request: Request) -> bool:
+        return request.name != "forbidden"
+
+    async with Server(port=0, on_play=on_play) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/ok"
+        publisher = asyncio.create_task(publish_frames(url, 300, interval=0.01))
+        await wait_for(lambda: live(server, "live/ok"))
+        peer = await RawPeer(server.port).open()
+        peer.session.create_stream()
+        peer.flush()
+        await peer.until(lambda: peer.of(StreamCreated))
+        sid = peer.of(StreamCreated)[0].stream_id
+        peer.session.play(sid, "ok")
+        peer.flush()
+        await peer.until(lambda: len(peer.of(VideoData)) >= 3)
+        peer.session.play(sid, "forbidden")
+        peer.flush()
+        await peer.until(lambda: peer.of(StreamFailed))
+        await wait_for(lambda: sinks(server, "live/ok") == 0, 5)
+        mark = len(peer.events)
+        await asyncio.sleep(0.5)
+        try:
+            await asyncio.wait_for(peer.read_once(), 0.5)
+        except TimeoutError:
+            pass
+        assert not [e for e in peer.events[mark:] if isinstance(e, VideoData)]
+        publisher.cancel()
+        await peer.close()
+
+
+async def test_pause_and_seek_while_the_play_hook_runs() -> None:
+    """Regression: pause/seek before the play was answered were protocol
+    errors; nginx-rtmp ignores them."""
+    async def on_play(request: Request) -> bool:
+        await asyncio.sleep(0.3)
+        return True
+
+    async with Server(port=0, on_play=on_play) as server:
+        peer = await RawPeer(server.port).open()
+        peer.session.create_stream()
+        peer.flush()
+        await peer.until(lambda: peer.of(StreamCreated))
+        sid = peer.of(StreamCreated)[0].stream_id
+        peer.session.play(sid, "k")
+        writer = raw_writer()
+        peer.flush()
+        peer.send_raw(writer.encode(Message(20, amf.dumps_all(["pause", 0.0, None, True, 0.0]),
+                                            0, sid, RAW_CSID))
+                      + writer.encode(Message(20, amf.dumps_all(["seek", 0.0, None, 10.0]),
+                                              0, sid, RAW_CSID)))
+        await peer.until(lambda: peer.of(PlayStarted))
+        assert len(server.connections) == 1
+        await peer.close()
+
+
+async def test_commands_before_the_connect_answer_are_served() -> None:
+    """Regression: a client that pipelines createStream after connect, while
+    an async on_connect hook decides, was dropped as a protocol error."""
+    async def on_connect(request: Request) -> bool:
+        await asyncio.sleep(0.3)
+        return True
+
+    async with Server(port=0, on_connect=on_connect) as server:
+        peer = await RawPeer(server.port).open(connect=False)
+        peer.session.connect()
+        peer.flush()
+        await peer.until(lambda: peer.session.state is rtmpx.session.ConnectionState
+                         .CONNECT_PENDING)
+        # what ClientSession would refuse to send before Connected: raw bytes
+        peer.send_raw(raw_writer().encode(Message(20, amf.dumps_all(["createStream", 7.0, None]),
+                                                  0, 0, RAW_CSID)))
+        await peer.until(lambda: any(isinstance(e, rtmpx.events.CallResult) or
+                                     isinstance(e, StreamCreated) for e in peer.events))
+        assert len(server.connections) == 1
+        await peer.close()
+
+
+async def test_publish_started_and_status_codes_reach_the_client() -> None:
+    async with Server(port=0) as server:
+        peer = await RawPeer(server.port).open()
+        request = peer.session.start_publish("codes")
+        peer.flush()
+        await peer.until(lambda: peer.of(PublishStarted))
+        assert peer.of(PublishStarted)[0].request_id == request
+        assert [s.code for s in peer.of(Status)] == [rtmpx.StatusCode.PUBLISH_START]
+        await peer.close()
