@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", ["tests/test_session.py"])
+@pytest.mark.parametrize("module", ["tests/session", "tests/server/test_hub.py"])
 def test_session_suite_on_pure_python_twins(module: str) -> None:
     env = dict(os.environ, RTMPX_PUREPYTHON="1")
     proc = subprocess.run(

@@ -5,8 +5,9 @@
   :class:`Pusher` follows one publication; it reconnects with backoff and
   resumes at a keyframe: after a reconnect, or when it falls behind, it
   sends the metadata, the sequence headers and the GOP cache again, then
-  live media.  When the publication ends, it sends what it has queued and
-  unpublishes upstream.
+  live media.  Until it first connects it queues everything (bounded), so
+  a short publish is pushed whole; when the publication ends, it sends
+  what it has queued and unpublishes upstream.
 * Pull: when a player asks for a key that has no local publisher, a
   :class:`Puller` plays the stream from the origin (``rtmp://origin/app``)
   and publishes it here.  It follows the origin across unpublish and
@@ -37,6 +38,10 @@ log = logging.getLogger("rtmpx.relay")
 #: The longest wait between two attempts, seconds.
 MAX_BACKOFF = 30.0
 
+#: What a pull holds (messages, bytes) while paused before its socket stops.
+PULL_QUEUE = 256
+PULL_QUEUE_BYTES = 1024 * 1024
+
 
 def push_targets(push: Sequence[Any]) -> list[tuple[str | None, str]]:
     """Push entries as (local app or None for every app, upstream URL);
@@ -62,9 +67,9 @@ class Pusher:
         self.name = publication.key.name
         self.url = url
         self.max_bytes = max_bytes
-        self.queue: deque[Packet] = deque()
+        self.queue: deque[Packet] = deque()   # everything from the start, until connected
         self.queued_bytes = 0
-        self.resync = True            # (re)start from the GOP cache
+        self.resync = False           # True: restart from the GOP cache
         self.ended = False
         self.connected = False
         self.messages_sent = 0
@@ -106,7 +111,7 @@ class Pusher:
 
     async def _run(self) -> None:
         backoff = 1.0
-        while not self.ended:
+        while True:
             try:
                 async with connect(self.url) as client:
                     stream = await client.publish(self.name)
@@ -117,18 +122,16 @@ class Pusher:
                     await stream.close()
                     return
             except (OSError, RtmpError, TimeoutError) as exc:
+                if self.ended:
+                    log.warning("push %s -> %s failed after the publish ended: %s",
+                                self.publication.key, self.url, exc)
+                    return
                 log.warning("push %s -> %s failed: %s; retry in %.0f s", self.publication.key,
                             self.url, exc, backoff)
             self.connected = False
             self.resync = True
             self.reconnects += 1
-            try:
-                async with asyncio.timeout(backoff):
-                    while not self.ended:
-                        self._wakeup.clear()
-                        await self._wakeup.wait()
-            except TimeoutError:
-                pass
+            await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _forward(self, stream: PublishStream) -> None:
@@ -230,7 +233,8 @@ class Puller:
 
     async def _play_once(self, client: Any) -> None:
         hub = self.relays.hub
-        async with client.play(self.key.name) as stream:
+        async with client.play(self.key.name, max_queue=PULL_QUEUE,
+                               max_queue_bytes=PULL_QUEUE_BYTES) as stream:
             async for item in stream:
                 await self._running.wait()
                 now = time.monotonic()

@@ -12,7 +12,7 @@ import pytest
 
 import rtmpx
 from rtmpx.events import Metadata
-from rtmpx.server import Server
+from rtmpx.server import HubLimits, Server
 
 from ..peers import (
     Sample,
@@ -22,12 +22,13 @@ from ..peers import (
     lavfi_publish_args,
     live,
     packet_count,
+    publish_frames,
     run,
     sinks,
     wait_for,
 )
 
-pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 async def publish_sample(url: str, sample: Sample, realtime: bool = False) -> None:
@@ -67,6 +68,7 @@ def ffmpeg_play(ffmpeg: str, url: str, out: Path) -> list[str]:
             "-i", url, "-c", "copy", "-f", "flv", str(out)]
 
 
+@pytest.mark.interop
 async def test_rtmpx_client_publishes_ffmpeg_plays(sample: Sample, tmp_path: Path) -> None:
     ffmpeg = ffmpeg_exe()
     out = tmp_path / "out.flv"
@@ -80,6 +82,7 @@ async def test_rtmpx_client_publishes_ffmpeg_plays(sample: Sample, tmp_path: Pat
     assert packet_count(ffmpeg, out, "v:0") == sample.video_frames
 
 
+@pytest.mark.interop
 async def test_ffmpeg_publishes_rtmpx_client_plays() -> None:
     ffmpeg = ffmpeg_exe()
     async with Server(port=0) as server:
@@ -95,6 +98,7 @@ async def test_ffmpeg_publishes_rtmpx_client_plays() -> None:
     assert sum(1 for f in video if coded(f)) == 50
 
 
+@pytest.mark.interop
 async def test_push_to_nginx(nginx: int, tmp_path: Path) -> None:
     ffmpeg = ffmpeg_exe()
     upstream = f"rtmp://127.0.0.1:{nginx}/live"
@@ -111,6 +115,7 @@ async def test_push_to_nginx(nginx: int, tmp_path: Path) -> None:
     assert frames[0].is_keyframe and len(frames) >= 60  # of 75: nginx joins at a keyframe
 
 
+@pytest.mark.interop
 async def test_push_reconnects_and_resumes_at_a_keyframe(sample: Sample) -> None:
     ffmpeg = ffmpeg_exe()
     port = free_port()
@@ -132,6 +137,7 @@ async def test_push_reconnects_and_resumes_at_a_keyframe(sample: Sample) -> None
     assert stamps == sorted(stamps)
 
 
+@pytest.mark.interop
 async def test_pull_from_nginx_as_an_edge(nginx: int, tmp_path: Path) -> None:
     ffmpeg = ffmpeg_exe()
     origin = f"rtmp://127.0.0.1:{nginx}/live"
@@ -155,6 +161,7 @@ async def test_pull_from_nginx_as_an_edge(nginx: int, tmp_path: Path) -> None:
     assert code == 0, err
 
 
+@pytest.mark.interop
 def test_server_and_client_on_uvloop(sample: Sample) -> None:
     """uvloop's transports are not asyncio.Transport subclasses; the CLI
     picks uvloop when installed, so both ends must work on it."""
@@ -171,3 +178,112 @@ def test_server_and_client_on_uvloop(sample: Sample) -> None:
                    and coded(f))
 
     assert uvloop.run(main()) == sample.video_frames
+
+
+# --- relays between rtmpx servers (no external peer) ----------------------------------
+
+def frame_numbers(items: list[Any]) -> list[int]:
+    """The numbers publish_frames puts in its video frames."""
+    return [int.from_bytes(bytes(i.payload)[5:9], "big") for i in items
+            if not isinstance(i, Metadata) and i.kind == "video" and coded(i)]
+
+
+async def test_pull_follows_the_origin_across_a_republish() -> None:
+    """Regression: the pull ended with the origin's unpublish and never
+    restarted, while players waited."""
+    async with Server(port=0) as origin, \
+            Server(port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge:
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live/re") as client:
+            items: list[Any] = []
+            play = client.play(until_unpublish=False)
+            await play
+
+            async def watch() -> None:
+                async for item in play:
+                    items.append(item)
+
+            watcher = asyncio.create_task(watch())
+            await wait_for(lambda: edge.relays is not None and edge.relays.pullers)
+            source = f"rtmp://127.0.0.1:{origin.port}/live/re"
+            for start in (0, 1000):
+                await wait_for(lambda: sinks(origin, "live/re") == 1)  # the pull waits there
+                await publish_frames(source, 30, start=start, interval=0.01, keyint=10)
+                await wait_for(lambda: max(frame_numbers(items), default=-1) >= 29 and
+                               (start == 0 or len(frame_numbers(items)) >= 31), 15)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        stamps = [i.timestamp for i in items if not isinstance(i, Metadata) and coded(i)
+                  and i.kind == "video"]
+        assert min(stamps) < 1000 <= max(stamps)  # frames of both publishes
+
+
+async def test_a_replay_on_the_same_connection_gets_a_live_pull() -> None:
+    """Regression: a player that played again on its connection saw the dying
+    pull of its first play and waited forever."""
+    async with Server(port=0) as origin, \
+            Server(port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge:
+        source = f"rtmp://127.0.0.1:{origin.port}/live/again"
+        publisher = asyncio.create_task(publish_frames(source, 2000, interval=0.01, keyint=10))
+        await wait_for(lambda: live(origin, "live/again"))
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live/again") as client:
+            for _ in range(3):
+                got = 0
+                async with client.play() as play, asyncio.timeout(15):
+                    async for item in play:
+                        got += not isinstance(item, Metadata) and item.kind == "video"
+                        if got >= 5:
+                            break
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_a_paused_pull_really_pauses() -> None:
+    """Regression: pausing a pull (its ingest consumer is full) did nothing:
+    the pull kept reading from the origin and buffering."""
+    limits = HubLimits(max_queue=64 * 1024, max_lag=60.0)
+    async with Server(port=0, limits=limits) as origin, \
+            Server(port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live",
+                   ingest_buffer=4096) as edge:
+        source = f"rtmp://127.0.0.1:{origin.port}/live/p"
+        publisher = asyncio.create_task(publish_frames(source, 3000, interval=0.005,
+                                                       size=20_000))
+        await wait_for(lambda: live(origin, "live/p"))
+
+        async def stall() -> None:
+            async for stream in edge.publishes():
+                await anext(stream)      # iterate once: from now on it holds its publisher
+                await asyncio.sleep(3600)
+
+        staller = asyncio.create_task(stall())
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live/p") as client:
+            play = client.play()
+            await play
+            # the origin sees the edge stop reading: its player falls behind
+            await wait_for(lambda: any(p["dropped"] > 0 for s in origin.stats()["streams"]
+                                       for p in s["players"]), 20)
+            await play.close()
+        staller.cancel()
+        publisher.cancel()
+        await asyncio.gather(staller, publisher, return_exceptions=True)
+
+
+async def test_push_ends_with_its_publication() -> None:
+    """Regression: push listeners were removed in a spawned task, after the
+    channel was checked for being idle: one channel leaked per key."""
+    async with Server(port=0) as origin, \
+            Server(port=0, push=[f"rtmp://127.0.0.1:{origin.port}/live"]) as edge:
+        received: list[Any] = []
+
+        async def take() -> None:
+            async for stream in origin.publishes():
+                async for item in stream:
+                    received.append(item)
+
+        taker = asyncio.create_task(take())
+        for key in ("a", "b", "c"):
+            await publish_frames(f"rtmp://127.0.0.1:{edge.port}/live/{key}", 40, keyint=10)
+        await wait_for(lambda: not edge.hub.channels, 10)
+        # all of it, to the last frame, and every push unpublished upstream
+        await wait_for(lambda: len(frame_numbers(received)) == 3 * 40, 10)
+        await wait_for(lambda: not origin.hub.channels, 10)
+        taker.cancel()
