@@ -128,7 +128,7 @@ class _Protocol(asyncio.Protocol):
         self._client._connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._client._write_paused = True
+        self._client._pause_writing()
 
     def resume_writing(self) -> None:
         self._client._resume_writing()
@@ -171,6 +171,7 @@ class Client:
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._read_pausers: set[PlayStream] = set()
+        self._reading = True
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -355,18 +356,27 @@ class Client:
             self.flush()
 
     def _pause_reading(self, stream: PlayStream) -> None:
-        if not self._read_pausers and self._transport is not None and not self._lost:
-            log.debug("play queue full: pausing reads")
-            self._transport.pause_reading()
         self._read_pausers.add(stream)
+        self._update_reading()
 
     def _resume_reading(self, stream: PlayStream) -> None:
-        if stream not in self._read_pausers:
+        if stream in self._read_pausers:
+            self._read_pausers.discard(stream)
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read from the server unless a play queue is full or our own writes
+        are paused (a server that does not read cannot make us buffer our
+        answers to it without bound)."""
+        want = not self._read_pausers and not self._write_paused
+        if want == self._reading or self._transport is None or self._lost:
             return
-        self._read_pausers.discard(stream)
-        if not self._read_pausers and self._transport is not None and not self._lost:
-            log.debug("play queue drained: resuming reads")
+        self._reading = want
+        log.debug("%s reads from %s", "resuming" if want else "pausing", self.url.netloc)
+        if want:
             self._transport.resume_reading()
+        else:
+            self._transport.pause_reading()
 
     # -- the protocol callbacks -------------------------------------------------------
 
@@ -439,8 +449,13 @@ class Client:
         elif isinstance(event, (CommandCall, DataMessage)):
             log.debug("ignored from server: %s", type(event).__name__)
 
+    def _pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
     def _resume_writing(self) -> None:
         self._write_paused = False
+        self._update_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for fut in waiters:
             if not fut.done():

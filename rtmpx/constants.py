@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Any
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MessageType", "StatusCode", "UserControlEvent"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_TLS_PORT",
+    "MAX_STATUS_TEXT",
+    "MessageType",
+    "StatusCode",
+    "UserControlEvent",
+    "status_text",
+]
 
 DEFAULT_PORT = 1935
 DEFAULT_TLS_PORT = 443
@@ -72,3 +81,15 @@ class StatusCode(StrEnum):
     PAUSE_NOTIFY = "NetStream.Pause.Notify"
     UNPAUSE_NOTIFY = "NetStream.Unpause.Notify"
     SEEK_NOTIFY = "NetStream.Seek.Notify"
+
+
+#: The longest status field (code, level, description) taken from a peer.
+MAX_STATUS_TEXT = 1000
+
+
+def status_text(info: Any, key: str, default: str = "") -> str:
+    """Field ``key`` of a status object from the peer, as text: a string
+    (cut to :data:`MAX_STATUS_TEXT` characters), else ``default`` - never
+    the ``str()`` of an untrusted structure, which can be huge."""
+    value = info.get(key, default) if isinstance(info, dict) else default
+    return value[:MAX_STATUS_TEXT] if isinstance(value, str) else default

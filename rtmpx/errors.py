@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .constants import status_text
+
 __all__ = [
     "AMFDecodeError",
     "AMFEncodeError",
@@ -68,8 +70,8 @@ class ConnectionRejectedError(RtmpError):
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.info = info
-        self.code = str(info.get("code", ""))
-        self.description = str(info.get("description", ""))
+        self.code = status_text(info, "code")
+        self.description = status_text(info, "description")
         super().__init__(f"connect rejected: {self.code or 'no code'}"
                          + (f": {self.description}" if self.description else ""))
 
@@ -91,5 +93,5 @@ class StatusError(RtmpError):
         """Build from a status object (anything that is not a dict gives ``default_code``)."""
         if not isinstance(info, dict):
             return cls(default_code, "", {})
-        return cls(str(info.get("code", default_code)), str(info.get("description", "")),
+        return cls(status_text(info, "code", default_code), status_text(info, "description"),
                    info)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .constants import status_text
+
 __all__ = [
     "Acknowledged",
     "AudioData",
@@ -100,7 +102,7 @@ class ConnectRejected(Event):
 
     @property
     def description(self) -> str:
-        return str(self.info.get("description", "")) if isinstance(self.info, dict) else ""
+        return status_text(self.info, "description")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from .hub import StreamKey
+from .hub import Publication, StreamKey
 
-__all__ = ["Hook", "Hooks", "Request", "TaskSet"]
+__all__ = ["Hook", "Hooks", "Request", "TaskSet", "request_of"]
 
 log = logging.getLogger("rtmpx.server")
 
@@ -56,6 +56,14 @@ class Request:
     def key(self) -> StreamKey:
         """The stream key: ``(app, name)``; ``str(key)`` is ``app/name``."""
         return StreamKey(self.app, self.name)
+
+
+def request_of(publication: Publication) -> Request:
+    """The :class:`Request` a publication of this server was started with."""
+    info = publication.info
+    if not isinstance(info, Request):
+        raise TypeError(f"{publication!r} was not started by an rtmpx server")
+    return info
 
 
 class TaskSet:

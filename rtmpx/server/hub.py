@@ -168,12 +168,13 @@ class HubObserver(Protocol):
 class Publication:
     """One publish of a stream key, from start to end.
 
-    ``info`` is what the server knows of it (its hook request).  Followers
+    ``info`` is what the server knows of it (an
+    :class:`rtmpx.server.Request`: see :func:`rtmpx.server.hooks.request_of`).  Followers
     that cannot keep up call :meth:`pause` (and :meth:`resume` later): the
     publisher is paused while any follower asks it to be.
     """
 
-    def __init__(self, channel: Channel, publisher: Publisher, info: Any, now: float) -> None:
+    def __init__(self, channel: Channel, publisher: Publisher, info: object, now: float) -> None:
         self.channel = channel
         self.key = channel.key
         self.publisher = publisher
@@ -352,7 +353,7 @@ class Hub:
 
     # -- publications ---------------------------------------------------------------
 
-    def publish(self, key: StreamKey, publisher: Publisher, info: Any, now: float, *,
+    def publish(self, key: StreamKey, publisher: Publisher, info: object, now: float, *,
                 replace: bool = False) -> Publication | None:
         """Start a publication of ``key``.  If the key is live already, the
         old publication ends (``replace``) or None is returned (the caller

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..events import Metadata
 from ..media import Frame, parse_audio, parse_video
-from .hooks import Request
+from .hooks import request_of
 from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Packet, Publication
 
 __all__ = ["IncomingStream"]
@@ -32,7 +32,7 @@ class IncomingStream:
     """
 
     def __init__(self, publication: Publication, max_bytes: int) -> None:
-        request: Request = publication.info
+        request = request_of(publication)
         self.request = request
         self.key = request.key
         self.app = request.app

@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -181,10 +181,10 @@ class Recorder:
         if low:
             self._resume()
 
-    def _call(self, callback: object) -> None:
+    def _call(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the event loop (from the thread)."""
         try:
-            self._loop.call_soon_threadsafe(callback)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
@@ -319,7 +319,7 @@ class Recordings:
         """Record ``publication``: ``record`` is True (the record_dir, or
         ./recordings) or an explicit path; ``publish_type`` ``append``
         continues the latest recording of the key."""
-        path = None if record is True else Path(record)  # type: ignore[arg-type]
+        path = None if isinstance(record, bool) else Path(record)
         recorder = Recorder(self, publication, path=path,
                             record_dir=self.record_dir or Path("recordings"),
                             append=publish_type == "append", max_bytes=self.max_bytes)

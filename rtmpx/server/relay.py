@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from ..client import PublishStream, connect
+from ..client import Client, PublishStream, connect
 from ..errors import RtmpError
 from ..events import Metadata
 from ..url import parse_url
@@ -231,7 +231,7 @@ class Puller:
             self._end("pull ended")
             self.relays.pull_done(self)
 
-    async def _play_once(self, client: Any) -> None:
+    async def _play_once(self, client: Client) -> None:
         hub = self.relays.hub
         async with client.play(self.key.name, max_queue=PULL_QUEUE,
                                max_queue_bytes=PULL_QUEUE_BYTES) as stream:

@@ -27,7 +27,7 @@ from typing import Any, Self
 from ..errors import RtmpError
 from ..session import SessionConfig
 from .connection import Connection, ConnectionContext
-from .hooks import Hook, Hooks, Request, TaskSet
+from .hooks import Hook, Hooks, Request, TaskSet, request_of
 from .hub import Channel, Hub, HubLimits, Publication
 from .ingest import IncomingStream
 from .recorder import Recordings
@@ -48,7 +48,7 @@ class _Policy:
 
     def publication_started(self, publication: Publication) -> None:
         server = self.server
-        request: Request = publication.info
+        request = request_of(publication)
         record = request.record
         if record is None and server.record_dir is not None:
             record = True
@@ -63,7 +63,7 @@ class _Policy:
         server = self.server
         if server.relays is not None:
             server.relays.publication_ended(publication)
-        request: Request = publication.info
+        request = request_of(publication)
         log.info("%s stopped publishing %s (%s)", publication.publisher.peer, publication.key,
                  reason)
         server.hooks.notify("on_unpublish", Request(

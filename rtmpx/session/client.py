@@ -31,7 +31,7 @@ from typing import Any
 from .. import amf
 from ..chunk import Message
 from ..constants import MessageType as MT
-from ..constants import StatusCode
+from ..constants import StatusCode, status_text
 from ..constants import UserControlEvent as UC
 from ..errors import InvalidStateError, ProtocolError
 from ..events import (
@@ -64,7 +64,7 @@ __all__ = ["ClientSession"]
 _UC_BUFFER = struct.Struct(">HII")
 
 #: What each ``onStatus`` code means for the stream it is sent on.
-_STATUS_INPUT = {
+_STATUS_INPUT: dict[str, StreamInput] = {
     StatusCode.PUBLISH_START: StreamInput.PUBLISH_START,
     StatusCode.PLAY_START: StreamInput.PLAY_START,
     StatusCode.PLAY_PUBLISH_NOTIFY: StreamInput.PLAY_START,
@@ -337,8 +337,8 @@ class ClientSession(Session):
         sequence = self._sequences.pop(txn, None)
         if error:
             if sequence is not None:
-                self._events.append(StreamFailed(0, txn, str(info.get("code", "")),
-                                                 str(info.get("description", "")), info))
+                self._events.append(StreamFailed(0, txn, status_text(info, "code"),
+                                                 status_text(info, "description"), info))
             else:
                 self._events.append(CallResult(txn, obj, args, True, "createStream"))
             return
@@ -358,11 +358,11 @@ class ClientSession(Session):
 
     def _on_status(self, stream_id: int, args: tuple[Any, ...]) -> None:
         info = args[0] if args and isinstance(args[0], dict) else {}
-        code = str(info.get("code", ""))
-        level = str(info.get("level", ""))
-        description = str(info.get("description", ""))
+        code = status_text(info, "code")
+        level = status_text(info, "level")
+        description = status_text(info, "description")
         self._events.append(Status(stream_id, level, code, description, info))
-        what = StreamInput.FAIL if level == "error" else _STATUS_INPUT.get(code)  # type: ignore[call-overload]
+        what = StreamInput.FAIL if level == "error" else _STATUS_INPUT.get(code)
         stream = self._streams.get(stream_id)
         if what is None or stream is None:
             return

@@ -85,7 +85,7 @@ async def test_second_play_on_the_same_stream_id_stays_in_sync() -> None:
             peer.flush()
             # |RtmpSampleAccess (the session's, on chunk stream 5) after shared
             # onMetaData on the same chunk stream, then more shared media
-            def started() -> int | None:
+            def started(mark: int = mark) -> int | None:
                 for i in range(mark, len(peer.events)):
                     e = peer.events[i]
                     if isinstance(e, Status) and e.code == "NetStream.Play.Start":
@@ -174,8 +174,8 @@ async def test_close_stream_while_the_publish_hook_runs_keeps_the_connection() -
             decided.clear()
             peer.session.create_stream()
             peer.flush()
-            await peer.until(lambda: len(peer.of(StreamCreated)) == (1 if withdraw ==
-                                                                     "closeStream" else 2))
+            made = len(peer.of(StreamCreated))
+            await peer.until(lambda made=made: len(peer.of(StreamCreated)) == made + 1)
             sid = peer.of(StreamCreated)[-1].stream_id
             peer.session.publish(sid, "k")
             if withdraw == "closeStream":
@@ -276,8 +276,8 @@ async def test_commands_before_the_connect_answer_are_served() -> None:
         # what ClientSession would refuse to send before Connected: raw bytes
         peer.send_raw(raw_writer().encode(Message(20, amf.dumps_all(["createStream", 7.0, None]),
                                                   0, 0, RAW_CSID)))
-        await peer.until(lambda: any(isinstance(e, rtmpx.events.CallResult) or
-                                     isinstance(e, StreamCreated) for e in peer.events))
+        await peer.until(lambda: any(isinstance(e, (rtmpx.events.CallResult, StreamCreated))
+                                     for e in peer.events))
         assert len(server.connections) == 1
         await peer.close()
 

@@ -135,7 +135,7 @@ def test_replace_keeps_the_channel_and_refuses_a_third_without_replace() -> None
     assert [e[0] for e in observer.log] == ["started", "ended", "started"]
     assert hub.publish(KEY, c, "info-c", 2.0) is None   # refused: still one publisher
     feed(second)
-    sink, conn, channel = player(hub)                    # a later player sees the second
+    _, conn, channel = player(hub)                       # a later player sees the second
     got = conn.received()
     assert [g[2] for g in got if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
     assert channel is hub.get(("live", "cam"))

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from rtmpx.flv import FLVReader, Tag
-from rtmpx.server import recorder as recorder_module
 from rtmpx.server import Request, Server
+from rtmpx.server import recorder as recorder_module
 
 from ..peers import ffmpeg_exe, lavfi_publish_args, packet_count, publish_frames, run, wait_for
-
 
 
 def publish(ffmpeg: str, url: str, seconds: float, realtime: bool = False,

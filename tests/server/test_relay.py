@@ -208,8 +208,8 @@ async def test_pull_follows_the_origin_across_a_republish() -> None:
             for start in (0, 1000):
                 await wait_for(lambda: sinks(origin, "live/re") == 1)  # the pull waits there
                 await publish_frames(source, 30, start=start, interval=0.01, keyint=10)
-                await wait_for(lambda: max(frame_numbers(items), default=-1) >= 29 and
-                               (start == 0 or len(frame_numbers(items)) >= 31), 15)
+                await wait_for(lambda start=start: max(frame_numbers(items), default=-1) >= 29
+                               and (start == 0 or len(frame_numbers(items)) >= 31), 15)
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         stamps = [i.timestamp for i in items if not isinstance(i, Metadata) and coded(i)

@@ -34,7 +34,6 @@ from ..peers import (
 )
 
 
-
 def publish_args(ffmpeg: str, url: str, seconds: float = 2.0, realtime: bool = True,
                  extra: tuple[str, ...] = ()) -> list[str]:
     return [ffmpeg, "-hide_banner", "-loglevel", "error", *(["-re"] if realtime else []),
