@@ -359,9 +359,9 @@ class Connection(asyncio.Protocol):
             self._event(later)
 
     def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
+        publish_type = event.publish_type if isinstance(event, PublishRequest) else ""
         return Request(action, self.app, event.name, event.query, self.peer, self.tc_url,
-                       publish_type=getattr(event, "publish_type", ""),
-                       connect_params=self.connect_params)
+                       publish_type=publish_type, connect_params=self.connect_params)
 
     async def _publish(self, event: PublishRequest) -> None:
         ctx = self.context

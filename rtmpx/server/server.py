@@ -38,6 +38,10 @@ __all__ = ["Server"]
 
 log = logging.getLogger("rtmpx.server")
 
+#: Streams :meth:`Server.publishes` holds for an iteration that does not
+#: take them; later publishes are not handed to it until it does.
+MAX_PENDING_STREAMS = 16
+
 
 class _Policy:
     """What the server does when the hub says a publication started or
@@ -55,6 +59,10 @@ class _Policy:
         if record:
             server.recordings.start(publication, record, request.publish_type)
         for queue in server._watchers:
+            if queue.full():  # the application does not take the streams it asked for
+                log.warning("ingest: %d streams not taken yet: %s is not handed out",
+                            queue.qsize(), publication.key)
+                continue
             queue.put_nowait(IncomingStream(publication, server.ingest_buffer))
         if server.relays is not None:
             server.relays.publication_started(publication)
@@ -192,6 +200,10 @@ class Server:
             self.relays.close()
         self.hub.close("shutdown")
         for queue in self._watchers:
+            while queue.full():  # make room for the end marker
+                stream = queue.get_nowait()
+                if stream is not None:
+                    stream.close()
             queue.put_nowait(None)
         connections = list(self.connections)
         for conn in connections:
@@ -229,8 +241,10 @@ class Server:
         """Each new publish, as an :class:`IncomingStream`, until the server closes.
 
         Iterate every stream it yields, or ``close()`` it: once iterated,
-        its bounded buffer pauses that publisher when full."""
-        queue: asyncio.Queue[IncomingStream | None] = asyncio.Queue()
+        its bounded buffer pauses that publisher when full.  At most
+        :data:`MAX_PENDING_STREAMS` streams wait to be taken; publishes
+        beyond that are not handed to an iteration that does not take them."""
+        queue: asyncio.Queue[IncomingStream | None] = asyncio.Queue(MAX_PENDING_STREAMS)
         self._watchers.append(queue)
         try:
             while True:

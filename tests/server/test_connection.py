@@ -21,7 +21,15 @@ from rtmpx.events import (
 )
 from rtmpx.server import HubLimits, Request, Server
 
-from ..peers import RawPeer, live, publish_frames, shrink_send_buffers, sinks, wait_for
+from ..peers import (
+    RawPeer,
+    channel,
+    live,
+    publish_frames,
+    shrink_send_buffers,
+    sinks,
+    wait_for,
+)
 
 #: Messages a test writes by hand go on a chunk stream of their own, chunked
 #: at the size the client session announced, so that they never disturb the
@@ -290,4 +298,35 @@ async def test_publish_started_and_status_codes_reach_the_client() -> None:
         await peer.until(lambda: peer.of(PublishStarted))
         assert peer.of(PublishStarted)[0].request_id == request
         assert [s.code for s in peer.of(Status)] == [rtmpx.StatusCode.PUBLISH_START]
+        await peer.close()
+
+
+async def test_a_player_that_caught_up_is_not_kicked_in_a_long_gop() -> None:
+    """Regression: "behind" ended only at a keyframe, so with a long GOP
+    (x264's default: 10 s) a player that fell behind for a moment and
+    caught up was still disconnected for lag."""
+    limits = HubLimits(max_queue=32 * 1024, max_lag=1.5)
+    async with Server(port=0, limits=limits) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/gop"
+        peer = await RawPeer(server.port, rcvbuf=4096).open()
+        peer.session.start_play("gop")
+        peer.flush()
+        await peer.until(lambda: peer.of(PlayStarted))
+        shrink_send_buffers(server)
+        sink = channel(server, "live/gop").players[0]
+        # one keyframe, then 5 s of inter frames at 25 fps; we do not read yet
+        publisher = asyncio.create_task(publish_frames(url, 125, keyint=1000, size=3000,
+                                                       interval=0.04))
+        await wait_for(lambda: sink.stats.dropped > 0, 10)
+
+        async def read_everything() -> None:
+            while await peer.read_once(30):
+                pass
+
+        reader = asyncio.create_task(read_everything())   # caught up from now on
+        await asyncio.wait_for(publisher, 30)
+        assert not sink.stats.disconnected_for_lag and not sink.closed
+        assert len(server.connections) >= 1 and not peer.closed
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
         await peer.close()
