@@ -20,7 +20,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from .. import amf
 from ..chunk import ChunkReader, ChunkWriter, Message, default_csid
@@ -35,6 +35,7 @@ from ..events import (
     CommandCall,
     DataMessage,
     Event,
+    HandshakeComplete,
     Metadata,
     PeerBandwidth,
     PeerWindow,
@@ -131,9 +132,25 @@ def _table_error(what: str, state: IntEnum, local: bool) -> Exception:
     return InvalidStateError(message) if local else ProtocolError(message)
 
 
+class _Handshake(Protocol):
+    """What a session needs of its handshake (server or client side)."""
+
+    @property
+    def done(self) -> bool: ...
+    @property
+    def complex(self) -> bool: ...
+    @property
+    def peer_version(self) -> int | None: ...
+    @property
+    def leftover(self) -> bytes: ...
+    def feed(self, data: Buffer) -> bytes: ...
+
+
 class Session:
     """The shared base of :class:`~rtmpx.ServerSession` and
     :class:`~rtmpx.ClientSession`."""
+
+    _handshake: _Handshake
 
     _connection_table: dict[tuple[ConnectionState, ConnectionInput],
                             tuple[Action, ConnectionState]]
@@ -212,7 +229,20 @@ class Session:
         return stream.state if stream is not None else None
 
     def _feed_handshake(self, data: Buffer) -> bytes:
-        raise NotImplementedError
+        """Handshake bytes; returns what came after it (chunk-stream bytes)."""
+        hs = self._handshake
+        reply = hs.feed(data)
+        if reply:
+            self._out.append(reply)
+        if not hs.done:
+            return b""
+        self._connection_input(ConnectionInput.HANDSHAKE_DONE)
+        self._events.append(HandshakeComplete(bool(hs.complex), int(hs.peer_version or 0)))
+        self._handshake_done()
+        return bytes(hs.leftover)
+
+    def _handshake_done(self) -> None:
+        """What a role does once the handshake is over."""
 
     # -- the state tables -----------------------------------------------------------
 

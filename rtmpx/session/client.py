@@ -40,7 +40,6 @@ from ..events import (
     CommandCall,
     Connected,
     ConnectRejected,
-    HandshakeComplete,
     PlayStarted,
     PlayStopped,
     PublishStarted,
@@ -111,19 +110,10 @@ class ClientSession(Session):
         self._sequences: dict[float, tuple[Any, ...]] = {}
         self.server_properties: dict[str, Any] = {}
 
-    def _feed_handshake(self, data: Buffer) -> bytes:
-        hs = self._handshake
-        reply = hs.feed(data)
-        if reply:
-            self._out.append(reply)
-        if not hs.done:
-            return b""
-        self._connection_input(ConnectionInput.HANDSHAKE_DONE)
-        self._events.append(HandshakeComplete(bool(hs.complex), int(hs.peer_version or 0)))
+    def _handshake_done(self) -> None:
         if self._connect_queued:
             self._connection_input(ConnectionInput.CONNECT, local=True, name="connect()")
             self._send_connect()
-        return bytes(hs.leftover)
 
     # -- NetConnection ----------------------------------------------------------
 

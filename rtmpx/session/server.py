@@ -41,7 +41,6 @@ from ..events import (
     Event,
     FCPublish,
     FCUnpublish,
-    HandshakeComplete,
     Pause,
     PlayRequest,
     PlayStopped,
@@ -117,17 +116,6 @@ class ServerSession(Session):
         self._deferred: list[_Command] = []
         self.app = ""
         self.connect_params: dict[str, Any] = {}
-
-    def _feed_handshake(self, data: Buffer) -> bytes:
-        hs = self._handshake
-        reply = hs.feed(data)
-        if reply:
-            self._out.append(reply)
-        if not hs.done:
-            return b""
-        self._connection_input(ConnectionInput.HANDSHAKE_DONE)
-        self._events.append(HandshakeComplete(bool(hs.complex), int(hs.peer_version or 0)))
-        return bytes(hs.leftover)
 
     # -- commands from the client ---------------------------------------------------
 
