@@ -201,7 +201,7 @@ class Client:
         name = self._stream_name(name)
         self._check_open()
         stream = PublishStream(self, name, type)
-        request = self.session.start_publish(name, type)
+        request = stream._request = self.session.start_publish(name, type)
         self._requests[request] = stream
         self.flush()
         try:
@@ -335,7 +335,15 @@ class Client:
         fut: asyncio.Future[None] = self._loop.create_future()
         self._drain_waiters.append(fut)
         try:
-            await fut
+            if self.timeout is None:
+                await fut
+            else:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await fut
+                except TimeoutError:
+                    raise TimeoutError(f"{self.url.netloc} took none of our data for "
+                                       f"{self.timeout} s") from None
         finally:
             if fut in self._drain_waiters:
                 self._drain_waiters.remove(fut)
@@ -344,7 +352,13 @@ class Client:
         """Drop a stream; with ``delete``, end it on the server too
         (FCUnpublish and deleteStream for a publish, deleteStream for a play)."""
         stream_id = stream.stream_id
-        if stream_id is None or self._streams.get(stream_id) is not stream:
+        if stream_id is None:
+            # not made yet: if the server makes it later, it is deleted at once
+            if delete and stream._request is not None and \
+                    self.session.state is ConnectionState.CONNECTED:
+                self.session.cancel_request(stream._request)
+            return
+        if self._streams.get(stream_id) is not stream:
             return
         del self._streams[stream_id]
         if delete and self._can_write() and self.session.state is ConnectionState.CONNECTED \
@@ -598,6 +612,7 @@ class PublishStream:
         self.publish_type = publish_type
         self.bytes_sent = 0
         self._closed = False
+        self._request: float | None = None
         self._started: asyncio.Future[PublishStarted] = client._loop.create_future()
 
     def __repr__(self) -> str:
@@ -724,6 +739,7 @@ class PlayStream:
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._started: asyncio.Future[PlayStarted] = client._loop.create_future()
+        self._request: float | None = None
         self._start_lock = asyncio.Lock()
         self._running = False
         self._start_error: Exception | None = None
@@ -762,7 +778,8 @@ class PlayStream:
         client = self.client
         client._check_open()
         start, duration, buffer_ms = self._args
-        request = client.session.start_play(self.name, start, duration, True, buffer_ms)
+        request = self._request = client.session.start_play(self.name, start, duration, True,
+                                                             buffer_ms)
         client._requests[request] = self
         client.flush()
         try:

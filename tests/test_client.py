@@ -733,3 +733,20 @@ async def test_ipv6() -> None:
     assert (req.app, req.tc_url) == ("app/inst", f"rtmp://[::1]:{server.port}/app/inst")
     pub = next(e for e in server.events if isinstance(e, PublishRequest))
     assert (pub.name, pub.query) == ("key", "t=1")
+
+
+async def test_send_waits_are_bounded_by_the_timeout() -> None:
+    """Review finding: a server that took none of our data made send_*
+    wait for ever (a push relay hung on a stalled upstream)."""
+    frame = b"\x27\x01\x00\x00\x00" + b"x" * 65531
+    async with SessionServer(rcvbuf=65536) as server:
+        client = await connect(server.url(), timeout=1.0)
+        stream = await client.publish()
+        server.reading.clear()
+        with pytest.raises(TimeoutError, match="took none of our data"):
+            async with asyncio.timeout(30):
+                for i in range(1000):
+                    await stream.send_video(i * 40, frame)
+        server.reading.set()
+        client._transport.abort()  # type: ignore[union-attr]
+        await client.close()

@@ -70,6 +70,7 @@ class ConnectionContext:
     replace: bool
     max_write_buffer: int
     connections: set[Connection] = field(default_factory=set)
+    closing: bool = False   # the server shuts down: no new connections
 
 
 class RtmpPublisher:
@@ -117,6 +118,7 @@ class Connection(asyncio.Protocol):
         self._decisions: set[asyncio.Task[None]] = set()
         self._holds = 0          # pauses asked by followers of our publications
         self._write_paused = False
+        self._write_paused_since = 0.0
         self._reading = True
         self._pinged = 0.0
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -133,6 +135,10 @@ class Connection(asyncio.Protocol):
         peer = tp.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         ctx = self.context
+        if ctx.closing:
+            self.closed = True
+            tp.abort()
+            return
         if len(ctx.connections) >= ctx.max_connections:
             log.warning("refusing %s: max_connections=%d reached", self.peer,
                         ctx.max_connections)
@@ -152,6 +158,10 @@ class Connection(asyncio.Protocol):
                 self._event(event)
         except ProtocolError as exc:
             log.warning("%s broke the protocol: %s", self.peer, exc)
+            self.abort()
+            return
+        except Exception:  # a bug: it costs this connection, never the server
+            log.exception("%s: error while handling its data", self.peer)
             self.abort()
             return
         self.flush()
@@ -177,6 +187,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._write_paused_since = time.monotonic()
         self._update_reading()
 
     def resume_writing(self) -> None:
@@ -268,8 +279,12 @@ class Connection(asyncio.Protocol):
             log.warning("%s: no handshake+connect within %.0f s", self.peer,
                         ctx.handshake_timeout)
             self.abort()
+        elif self._write_paused and now - self._write_paused_since > ctx.idle_timeout:
+            log.warning("%s: has not read what we sent for %.0f s", self.peer,
+                        ctx.idle_timeout)
+            self.abort()
         elif not self._reading:
-            self.last_rx = now  # paused by us: not idle
+            self.last_rx = now  # paused by a follower (for a bounded time): not idle
         elif now - self.last_rx > ctx.idle_timeout:
             log.warning("%s: idle for %.0f s", self.peer, ctx.idle_timeout)
             self.abort()

@@ -27,7 +27,7 @@ No asyncio and no clock: time is passed in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -39,6 +39,7 @@ __all__ = [
     "Channel",
     "Hub",
     "HubLimits",
+    "Holder",
     "HubObserver",
     "Packet",
     "Publication",
@@ -54,6 +55,15 @@ AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
 #: Bytes a buffered packet is charged on top of its payload (the Python
 #: objects that carry it), so that queues of tiny messages are bounded too.
 PACKET_OVERHEAD = 200
+
+
+def _safely(callback: Callable[..., None], *args: Any) -> None:
+    """Call a subscriber or the observer: a bug in one of them is logged and
+    costs nobody else (the other subscribers, the hub's own bookkeeping)."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("%r failed", callback)
 
 
 class StreamKey(NamedTuple):
@@ -152,6 +162,14 @@ class Subscriber(Protocol):
         ``"replaced"``, ``"shutdown"``, ...)."""
 
 
+class Holder(Subscriber, Protocol):
+    """A follower that may pause its publisher (:meth:`Publication.pause`)."""
+
+    def hold_expired(self) -> None:
+        """It held the publisher longer than the server allows: it must stop
+        holding it (and stay bounded without: drop, cut, or give up)."""
+
+
 class HubObserver(Protocol):
     """The server's policy, told what happens in the hub."""
 
@@ -171,7 +189,9 @@ class Publication:
     ``info`` is what the server knows of it (an
     :class:`rtmpx.server.Request`: see :func:`rtmpx.server.hooks.request_of`).  Followers
     that cannot keep up call :meth:`pause` (and :meth:`resume` later): the
-    publisher is paused while any follower asks it to be.
+    publisher is paused while any follower asks it to be, and no longer
+    than the server allows (:meth:`expire_holds`): a paused publisher is
+    not read, so it could not even be seen leaving.
     """
 
     def __init__(self, channel: Channel, publisher: Publisher, info: object, now: float) -> None:
@@ -184,7 +204,7 @@ class Publication:
         self.bytes_in = 0
         self.messages_in = 0
         self.live = True
-        self._pausers: set[int] = set()
+        self._pausers: dict[int, tuple[Holder, float]] = {}
 
     def __repr__(self) -> str:
         return f"<Publication {self.key} by {self.publisher.peer}>"
@@ -207,19 +227,29 @@ class Publication:
             pass
         self.resume(subscriber)
 
-    def pause(self, follower: Subscriber) -> None:
+    def pause(self, follower: Holder, now: float) -> None:
         """``follower`` is full: pause the publisher until it resumes."""
         if self.live and id(follower) not in self._pausers:
-            self._pausers.add(id(follower))
+            self._pausers[id(follower)] = (follower, now)
             if len(self._pausers) == 1:
                 self.publisher.pause()
 
     def resume(self, follower: Subscriber) -> None:
         """``follower`` has room again."""
-        if id(follower) in self._pausers:
-            self._pausers.discard(id(follower))
+        if self._pausers.pop(id(follower), None) is not None:
             if not self._pausers and self.live:
                 self.publisher.resume()
+
+    def expire_holds(self, now: float, limit: float) -> None:
+        """Followers that held the publisher for more than ``limit`` seconds
+        are told (:meth:`Holder.hold_expired`) and let go of it."""
+        for key, (follower, since) in list(self._pausers.items()):
+            if now - since > limit and self._pausers.pop(key, None) is not None:
+                log.warning("%s held the publisher of %s for %.0f s: let go", follower, self.key,
+                            now - since)
+                _safely(follower.hold_expired)
+                if not self._pausers and self.live:
+                    self.publisher.resume()
 
     def release(self) -> None:
         """Resume the publisher if any follower paused it (the publication ends)."""
@@ -250,9 +280,15 @@ class Publication:
         channel = self.channel
         channel.cache(packet)
         for player in channel.players:
-            player.packet(packet, now)
+            try:
+                player.packet(packet, now)
+            except Exception:  # free until it raises
+                log.exception("%r failed", player)
         for follower in self.followers:
-            follower.packet(packet, now)
+            try:
+                follower.packet(packet, now)
+            except Exception:
+                log.exception("%r failed", follower)
 
 
 class Channel:
@@ -336,6 +372,7 @@ class Hub:
         self.limits = limits if limits is not None else HubLimits()
         self.observer = observer
         self.channels: dict[StreamKey, Channel] = {}
+        self.closed = False
 
     def get(self, key: StreamKey | tuple[str, str]) -> Channel | None:
         """The channel of ``key``, if it exists."""
@@ -358,6 +395,8 @@ class Hub:
         """Start a publication of ``key``.  If the key is live already, the
         old publication ends (``replace``) or None is returned (the caller
         refuses the publish)."""
+        if self.closed:
+            return None
         channel = self._channel(key)
         old = channel.publication
         if old is not None:
@@ -371,9 +410,9 @@ class Hub:
         channel.reset()
         channel.publication = publication
         if self.observer is not None:
-            self.observer.publication_started(publication)
+            _safely(self.observer.publication_started, publication)
         for player in list(channel.players):
-            player.publish_started(publication, now)
+            _safely(player.publish_started, publication, now)
         return publication
 
     def unpublish(self, publication: Publication, reason: str) -> None:
@@ -389,12 +428,12 @@ class Hub:
         followers, publication.followers = publication.followers, []
         publication.release()
         for follower in followers:
-            follower.publish_ended(publication, reason)
+            _safely(follower.publish_ended, publication, reason)
         for player in list(channel.players):
-            player.publish_ended(publication, reason)
+            _safely(player.publish_ended, publication, reason)
         channel.reset()
         if self.observer is not None:
-            self.observer.publication_ended(publication, reason)
+            _safely(self.observer.publication_ended, publication, reason)
 
     # -- players ---------------------------------------------------------------------
 
@@ -405,11 +444,11 @@ class Hub:
         channel.players.append(player)
         publication = channel.publication
         if publication is not None:
-            player.publish_started(publication, now)
+            _safely(player.publish_started, publication, now)
             for packet in channel.startup():
-                player.packet(packet, now)
+                _safely(player.packet, packet, now)
         if self.observer is not None:
-            self.observer.demand_changed(channel)
+            _safely(self.observer.demand_changed, channel)
         return channel
 
     def unsubscribe(self, channel: Channel, player: Subscriber) -> None:
@@ -419,11 +458,19 @@ class Hub:
         except ValueError:
             return
         if self.observer is not None:
-            self.observer.demand_changed(channel)
+            _safely(self.observer.demand_changed, channel)
         self._discard_if_idle(channel)
 
+    def expire_holds(self, now: float, limit: float) -> None:
+        """:meth:`Publication.expire_holds` for every publication."""
+        for channel in list(self.channels.values()):
+            if channel.publication is not None:
+                channel.publication.expire_holds(now, limit)
+
     def close(self, reason: str = "shutdown") -> list[Publication]:
-        """End every publication (the publishers are told to stop); returns them."""
+        """End every publication (the publishers are told to stop) and refuse
+        new ones; returns the ended ones."""
+        self.closed = True
         ended = [c.publication for c in self.channels.values() if c.publication is not None]
         for publication in ended:
             self.unpublish(publication, reason)

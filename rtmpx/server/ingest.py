@@ -24,7 +24,9 @@ class IncomingStream:
     * Once the application iterates the stream, a full buffer pauses that
       one publisher (never others) until the consumer has drained it to
       half.  A paused publisher is not dropped as idle: it waits for its
-      consumer, for as long as the consumer takes.
+      consumer, up to the server's ``hold_timeout``.  A consumer that takes
+      nothing for that long is taken for gone: the stream stops holding the
+      publisher back and is cut as below, until the consumer takes again.
     * Before the first iteration nothing is held back: a full buffer is
       cut to the latest metadata and sequence headers, and the stream
       starts again at the next keyframe (``dropped`` counts what was cut).
@@ -90,10 +92,17 @@ class IncomingStream:
         self._bytes += len(packet.payload) + PACKET_OVERHEAD
         if self._bytes > self.max_bytes:
             if self._consumed:
-                self._pause()
+                self._pause(now)
             else:
                 self._cut()
         self._wake()
+
+    def hold_expired(self) -> None:
+        """The consumer took nothing for the server's hold timeout: stop
+        holding the publisher, keep the buffer bounded by cutting it."""
+        self._paused = False
+        self._consumed = False
+        self._cut()
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
         self._end()
@@ -122,10 +131,10 @@ class IncomingStream:
         self._items = deque(kept)
         self._bytes = sum(len(x.payload) + PACKET_OVERHEAD for x in kept)
 
-    def _pause(self) -> None:
+    def _pause(self, now: float) -> None:
         if not self._paused and self._publication is not None:
             self._paused = True
-            self._publication.pause(self)
+            self._publication.pause(self, now)
 
     def _resume(self) -> None:
         if self._paused:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..session import ServerSession, encode_shared
+from ..session import ServerSession, StreamState, encode_shared
 from .hub import AUDIO, VIDEO, HubLimits, Packet, Publication
 
 __all__ = ["PlayerOutput", "PlayerSink", "PlayerStats"]
@@ -95,8 +95,14 @@ class PlayerSink:
 
     # -- the Subscriber contract ---------------------------------------------------
 
+    def _playing(self) -> bool:
+        """Whether the stream still plays (its connection may have ended the
+        play in the same read, before the hub heard of it)."""
+        return not self.closed and \
+            self.output.session.stream_state(self.stream_id) is StreamState.PLAYING
+
     def publish_started(self, publication: Publication, now: float) -> None:
-        if self.closed:
+        if not self._playing():
             return
         if self.joined:
             self.output.session.notify_publish(self.stream_id)
@@ -104,7 +110,7 @@ class PlayerSink:
         self.restart()
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
-        if self.closed:
+        if not self._playing():
             return
         self.output.session.notify_unpublish(self.stream_id)
         self.output.flush()

@@ -12,7 +12,8 @@ on the recorder's own thread, never on the event loop.  Each batch of
 tags is flushed as it is written, so a killed server leaves a file that
 FFmpeg reads to its last complete tag.  A recorder whose disk cannot keep
 up pauses its publisher (like a slow ingest consumer) once ``max_bytes``
-are waiting.
+are waiting, and gives up (the file ends with what was queued) if the
+disk has not caught up within the server's ``hold_timeout``.
 """
 
 from __future__ import annotations
@@ -156,9 +157,18 @@ class Recorder:
         self._queue.put((packet.type_id, packet.timestamp, packet.payload))
         if full and not self._paused and self._publication is not None:
             self._paused = True
-            self._publication.pause(self)
+            self._publication.pause(self, now)
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
+        self.stop()
+
+    def hold_expired(self) -> None:
+        """The disk did not take what was queued for the server's hold
+        timeout: the recording ends with what is queued (the live stream
+        must not wait on it any longer)."""
+        self._paused = False
+        self.failed = "the disk did not keep up"
+        log.error("recording %s to %s stopped: the disk did not keep up", self.key, self.path)
         self.stop()
 
     def stop(self) -> None:

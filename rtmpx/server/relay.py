@@ -217,21 +217,26 @@ class Puller:
             while not self.closing:
                 try:
                     async with connect(self.url) as client:
-                        backoff = 1.0
                         while not self.closing:
-                            await self._play_once(client)
+                            got_media = await self._play_once(client)
                             self._end("unpublish")  # the origin's publisher left: play again
+                            if got_media:
+                                backoff = 1.0
+                            elif not self.closing:  # an origin that ends every play at once
+                                await asyncio.sleep(backoff)
+                                backoff = min(backoff * 2, MAX_BACKOFF)
                 except (OSError, RtmpError, TimeoutError) as exc:
                     log.warning("pull %s from %s failed: %s; retry in %.0f s", self.key,
                                 self.url, exc, backoff)
-                self._end("pull failed")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                    self._end("pull failed")
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             self._end("pull ended")
             self.relays.pull_done(self)
 
-    async def _play_once(self, client: Client) -> None:
+    async def _play_once(self, client: Client) -> bool:
+        """One play of the origin's stream, to its end; whether media came."""
         hub = self.relays.hub
         async with client.play(self.key.name, max_queue=PULL_QUEUE,
                                max_queue_bytes=PULL_QUEUE_BYTES) as stream:
@@ -247,13 +252,14 @@ class Puller:
                         log.info("pull %s: a local publisher came first", self.key)
                         self.closing = True
                         self.relays.pull_done(self)
-                        return
+                        return False
                     self.publication = publication
                 if isinstance(item, Metadata):
                     publication.metadata(dict(item.metadata), item.payload, item.timestamp, now)
                 else:
                     kind = VIDEO if item.kind == "video" else AUDIO
                     publication.media(kind, item.timestamp, bytes(item.payload), now)
+        return self.publication is not None
 
 
 class Relays:
@@ -269,6 +275,7 @@ class Relays:
             parse_url(pull)
         self.pushers: dict[StreamKey, list[Pusher]] = {}
         self.pullers: dict[StreamKey, Puller] = {}
+        self.closed = False
 
     def publication_started(self, publication: Publication) -> None:
         """Push it upstream (unless we pull it from there)."""
@@ -286,7 +293,7 @@ class Relays:
 
     def demand_changed(self, channel: Channel) -> None:
         """Pull a key players wait for; drop the pull when the last one left."""
-        if self.pull_url is None:
+        if self.pull_url is None or self.closed:
             return
         key = channel.key
         puller = self.pullers.get(key)
@@ -304,6 +311,7 @@ class Relays:
             del self.pullers[puller.key]
 
     def close(self) -> None:
-        """Drop every pull (pushes end with their publications)."""
+        """Drop every pull (pushes end with their publications); start no more."""
+        self.closed = True
         for puller in list(self.pullers.values()):
             puller.close()

@@ -71,6 +71,7 @@ class _Policy:
         server = self.server
         if server.relays is not None:
             server.relays.publication_ended(publication)
+            server.relays.demand_changed(publication.channel)  # players wait: pull?
         request = request_of(publication)
         log.info("%s stopped publishing %s (%s)", publication.publisher.peer, publication.key,
                  reason)
@@ -89,7 +90,9 @@ class Server:
     Every argument has a safe default; the limits are security settings:
     ``handshake_timeout`` (handshake and connect must be done by then),
     ``idle_timeout`` (nothing received for that long: disconnect; a ping
-    is sent first; a connection we paused is not idle),
+    is sent first; a connection we paused is not idle), ``hold_timeout``
+    (the longest an ingest stream's consumer or a recording's disk may
+    keep its publisher paused: then it lets go, see :class:`IncomingStream`),
     ``max_connections``, the chunk/AMF limits of ``session_config``, the
     per-player bounds of ``limits``, and ``ingest_buffer``, the bytes an
     :class:`IncomingStream` may hold.
@@ -115,6 +118,7 @@ class Server:
                  limits: HubLimits | None = None,
                  handshake_timeout: float = 10.0,
                  idle_timeout: float = 60.0,
+                 hold_timeout: float = 60.0,
                  max_connections: int = 1000,
                  duplicate_publish: str = "reject",
                  record_dir: str | Path | None = None,
@@ -136,6 +140,7 @@ class Server:
         self.duplicate_publish = duplicate_publish
         self.record_dir = Path(record_dir) if record_dir is not None else None
         self.ingest_buffer = ingest_buffer
+        self.hold_timeout = hold_timeout
         self.tasks = TaskSet()
         self.hooks = Hooks(self.tasks, on_connect=on_connect, on_publish=on_publish,
                            on_play=on_play, on_unpublish=on_unpublish,
@@ -152,6 +157,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Queue[IncomingStream | None]] = []
+        self._closed = False
         self.started_at = 0.0
 
     @property
@@ -193,6 +199,8 @@ class Server:
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._closed = True
+        self.context.closing = True
         server.close()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -232,8 +240,13 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            self.hub.expire_holds(now, self.hold_timeout)
             for conn in list(self.connections):
-                conn.check(now)
+                try:
+                    conn.check(now)
+                except Exception:  # a bug must not stop the timers of everyone
+                    log.exception("%s: error in its timers", conn.peer)
+                    conn.abort()
 
     # -- the ingest API ----------------------------------------------------------------------
 
@@ -244,6 +257,8 @@ class Server:
         its bounded buffer pauses that publisher when full.  At most
         :data:`MAX_PENDING_STREAMS` streams wait to be taken; publishes
         beyond that are not handed to an iteration that does not take them."""
+        if self._closed:
+            return
         queue: asyncio.Queue[IncomingStream | None] = asyncio.Queue(MAX_PENDING_STREAMS)
         self._watchers.append(queue)
         try:

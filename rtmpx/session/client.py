@@ -108,6 +108,7 @@ class ClientSession(Session):
         self._calls: dict[float, str] = {}
         # createStream transaction -> what start_publish/start_play do once it exists
         self._sequences: dict[float, tuple[Any, ...]] = {}
+        self._cancelled: set[float] = set()   # their streams are deleted on arrival
         self.server_properties: dict[str, Any] = {}
 
     def _handshake_done(self) -> None:
@@ -193,6 +194,13 @@ class ClientSession(Session):
         txn = self.create_stream()
         self._sequences[txn] = ("play", name, start, duration, reset, buffer_ms)
         return txn
+
+    def cancel_request(self, request_id: float) -> None:
+        """Give up a :meth:`start_publish`/:meth:`start_play` whose stream
+        does not exist yet: when the server's answer comes, the stream is
+        deleted at once and nothing is published or played."""
+        if self._sequences.pop(request_id, None) is not None:
+            self._cancelled.add(request_id)
 
     def stop_publish(self, stream_id: int) -> None:
         """End a publish as encoders do: FCUnpublish, then deleteStream."""
@@ -325,6 +333,12 @@ class ClientSession(Session):
     def _on_stream_created(self, txn: float, obj: Any, args: tuple[Any, ...], error: bool,
                            info: dict[str, Any]) -> None:
         sequence = self._sequences.pop(txn, None)
+        if txn in self._cancelled:
+            self._cancelled.discard(txn)
+            stream_id = stream_id_arg(args[0]) if args and not error else None
+            if stream_id is not None:
+                self._command(0, "deleteStream", 0.0, None, float(stream_id))
+            return
         if error:
             if sequence is not None:
                 self._events.append(StreamFailed(0, txn, status_text(info, "code"),

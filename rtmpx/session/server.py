@@ -279,8 +279,9 @@ class ServerSession(Session):
 
     def _end(self, stream: MessageStream, action: Action) -> None:
         """What a closeStream, deleteStream or FCUnpublish ends."""
-        stream.request = None  # a pending request is void (Action.CANCEL)
-        if action is Action.UNPUBLISH:
+        if action is Action.CANCEL:
+            stream.request = None  # the pending request is void
+        elif action is Action.UNPUBLISH:
             self._events.append(Unpublished(stream.stream_id, stream.name))
         elif action is Action.STOP:
             self._events.append(PlayStopped(stream.stream_id, stream.name))

@@ -330,3 +330,53 @@ async def test_a_player_that_caught_up_is_not_kicked_in_a_long_gop() -> None:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         await peer.close()
+
+
+async def test_a_player_that_stops_reading_is_dropped_even_after_the_stream_ended() -> None:
+    """Review finding: a connection whose writes were paused stopped being
+    read and never timed out (its lag ended with the publication), holding
+    up to the hard cap of memory for ever."""
+    limits = HubLimits(max_queue=256 * 1024)
+    async with Server(port=0, idle_timeout=2.0, limits=limits) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/stuck"
+        viewer = await RawPeer(server.port, rcvbuf=4096).open()
+        viewer.session.start_play("stuck")
+        viewer.flush()
+        await viewer.until(lambda: viewer.of(PlayStarted))
+        shrink_send_buffers(server)
+        await publish_frames(url, 60, size=100_000, keyint=1)  # the viewer reads none of it
+        await wait_for(lambda: not server.hub.channels)
+        await wait_for(lambda: not server.connections, 8)      # dropped: it did not read
+        await viewer.close()
+
+
+async def test_one_read_that_ends_a_publish_and_a_play_of_it() -> None:
+    """Review finding: a connection publishing K and playing K that deletes
+    both streams in one write made the hub call notify_unpublish on a stream
+    that no longer played; the exception cut the hub's bookkeeping short
+    (other players not told, on_unpublish never run)."""
+    ended: list[str] = []
+    async with Server(port=0, on_unpublish=lambda r: ended.append(r.name)) as server:
+        peer = await RawPeer(server.port).open()
+        peer.session.start_publish("k")
+        peer.flush()
+        await peer.until(lambda: peer.of(PublishStarted))
+        publish_id = peer.of(PublishStarted)[0].stream_id
+        peer.session.send_video(publish_id, 0, b"\x17\x00\x00\x00\x00\x01d\x00")
+        peer.session.start_play("k")
+        peer.flush()
+        await peer.until(lambda: peer.of(PlayStarted))
+        play_id = peer.of(PlayStarted)[0].stream_id
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live") as other:
+            play = other.play("k")
+            await play
+            peer.session.delete_stream(publish_id)
+            peer.session.delete_stream(play_id)
+            peer.flush()                     # one write
+            async with asyncio.timeout(5):
+                async for _ in play:         # ends: the other player was told
+                    pass
+        await wait_for(lambda: ended == ["k"])
+        await wait_for(lambda: not server.hub.channels)
+        assert len(server.connections) == 1   # and the connection lives on
+        await peer.close()

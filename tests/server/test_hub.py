@@ -99,6 +99,9 @@ class Follower:
     def publish_ended(self, publication: Publication, reason: str) -> None:
         self.got.append(f"ended:{reason}")
 
+    def hold_expired(self) -> None:
+        self.got.append("expired")
+
 
 def player(hub: Hub, key: StreamKey = KEY, now: float = 0.0,
            limits: HubLimits | None = None) -> tuple[PlayerSink, FakeConnection, Channel]:
@@ -211,9 +214,9 @@ def test_followers_pause_the_publisher_until_all_resume() -> None:
     publication = hub.publish(KEY, publisher, None, 0.0)
     assert publication is not None
     one, two = Follower(), Follower()
-    publication.pause(one)
-    publication.pause(two)
-    publication.pause(one)
+    publication.pause(one, 0.0)
+    publication.pause(two, 0.0)
+    publication.pause(one, 0.0)
     publication.resume(one)
     assert publisher.calls == ["pause"] and publication.paused
     publication.unfollow(two)   # leaving releases its pause
@@ -332,8 +335,48 @@ def test_an_ending_publication_releases_its_publisher() -> None:
     assert publication is not None
     follower = Follower()
     publication.follow(follower)
-    publication.pause(follower)
+    publication.pause(follower, 0.0)
     hub.unpublish(publication, "unpublish")
     assert publisher.calls == ["pause", "resume"]
     publication.resume(follower)  # late: nothing more
     assert publisher.calls == ["pause", "resume"]
+
+
+def test_holds_expire() -> None:
+    """A follower may hold its publisher only so long: a paused publisher is
+    not read, so not even its leaving could be seen."""
+    hub = Hub()
+    publisher = FakePublisher()
+    publication = hub.publish(KEY, publisher, None, 0.0)
+    assert publication is not None
+    slow, slower = Follower(), Follower()
+    publication.pause(slow, 10.0)
+    publication.pause(slower, 15.0)
+    hub.expire_holds(69.0, 60.0)
+    assert publisher.calls == ["pause"] and slow.got == [] and slower.got == []
+    hub.expire_holds(70.5, 60.0)
+    assert slow.got == ["expired"] and publisher.calls == ["pause"]   # slower still holds
+    hub.expire_holds(75.5, 60.0)
+    assert slower.got == ["expired"] and publisher.calls == ["pause", "resume"]
+    assert not publication.paused
+
+
+def test_a_failing_subscriber_costs_nobody_else() -> None:
+    class Broken(Follower):
+        def packet(self, packet: Packet, now: float) -> None:
+            raise RuntimeError("bug")
+
+        def publish_ended(self, publication: Publication, reason: str) -> None:
+            raise RuntimeError("bug")
+
+    observer = Observer()
+    hub = Hub(observer=observer)
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    broken, fine = Broken(), Follower()
+    publication.follow(broken)
+    publication.follow(fine)
+    publication.media(9, 0, AVC_KEY, 0.0)
+    hub.unpublish(publication, "unpublish")
+    assert fine.got == [AVC_KEY, "ended:unpublish"]
+    assert observer.log[-1] == ("ended", "unpublish") and KEY not in hub.channels

@@ -129,3 +129,39 @@ async def test_close_detaches_a_stream() -> None:
 
 def test_incoming_stream_is_exported() -> None:
     assert rtmpx.IncomingStream is IncomingStream
+
+
+async def test_an_abandoned_consumer_lets_go_of_its_publisher() -> None:
+    """Review finding: a consumer that left its iteration without close()
+    held the publisher paused for ever: the paused connection was not read,
+    so even the encoder's death went unseen and the key stayed taken."""
+    async with Server(port=0, idle_timeout=30.0, hold_timeout=1.5,
+                      ingest_buffer=64 * 1024) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/left"
+        taken = asyncio.Event()
+
+        async def app() -> None:
+            async for stream in server.publishes():
+                async for _ in stream:
+                    taken.set()
+                    break                     # leaves without close()
+                await asyncio.sleep(3600)
+
+        consumer = asyncio.create_task(app())
+        await asyncio.sleep(0.05)
+        publisher = asyncio.create_task(publish_frames(url, 3000, size=5000))
+        await asyncio.wait_for(taken.wait(), 10)
+        # held at most hold_timeout: then the stream is cut and the publish goes on
+        assert await asyncio.wait_for(publisher, 30) == 3000
+        await wait_for(lambda: not server.hub.channels)
+        # and the key is free again
+        assert await asyncio.wait_for(publish_frames(url, 10), 10) == 10
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_publishes_after_close_ends_at_once() -> None:
+    server = Server(port=0)
+    await server.start()
+    await server.close()
+    assert [s async for s in server.publishes()] == []

@@ -287,3 +287,63 @@ async def test_push_ends_with_its_publication() -> None:
         await wait_for(lambda: len(frame_numbers(received)) == 3 * 40, 10)
         await wait_for(lambda: not origin.hub.channels, 10)
         taker.cancel()
+
+
+async def test_an_origin_that_ends_every_play_at_once_is_not_hammered() -> None:
+    """Review finding: the pull re-played without any pause when the origin
+    answered Play.Start then UnpublishNotify at once: thousands of plays a
+    second.  The origin here is a real ServerSession scripted to do that."""
+    plays = 0
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal plays
+        session = rtmpx.ServerSession()
+        try:
+            while data := await reader.read(65536):
+                for event in session.receive_data(data):
+                    if isinstance(event, rtmpx.events.ConnectRequest):
+                        session.accept_connect()
+                    elif isinstance(event, rtmpx.events.PlayRequest):
+                        plays += 1
+                        session.accept_play(event.stream_id)
+                        session.notify_unpublish(event.stream_id)
+                writer.write(session.data_to_send())
+        except (rtmpx.ProtocolError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    scripted = await asyncio.start_server(origin, "127.0.0.1", 0)
+    port = scripted.sockets[0].getsockname()[1]
+    try:
+        async with Server(port=0, pull=f"rtmp://127.0.0.1:{port}/live") as edge, \
+                rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live") as client:
+            play = client.play("k")
+            await play
+            await asyncio.sleep(3.5)
+            assert 1 <= plays <= 4   # 1 s, 2 s, ... apart: a backoff, not a storm
+    finally:
+        scripted.close()
+
+
+async def test_players_left_waiting_by_a_local_publisher_get_the_pull() -> None:
+    """Review finding: the pull started only when players arrived; players
+    still waiting when a local publisher left never got the origin's stream."""
+    async with Server(port=0) as origin, \
+            Server(port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge:
+        source = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{origin.port}/live/k", 3000, interval=0.005, start=100_000))
+        await wait_for(lambda: live(origin, "live/k"))
+        local = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{edge.port}/live/k", 50, interval=0.01, hold=0.5))
+        await wait_for(lambda: live(edge, "live/k"))
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live") as client:
+            play = client.play("k", until_unpublish=False)
+            await play
+            await local                         # the local publisher leaves
+            async with asyncio.timeout(15):
+                async for item in play:         # the origin's frames follow
+                    if not isinstance(item, Metadata) and item.timestamp >= 100_000:
+                        break
+        source.cancel()
+        await asyncio.gather(source, return_exceptions=True)

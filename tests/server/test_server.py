@@ -527,3 +527,27 @@ async def test_close_finishes_what_it_owes(tmp_path: Path) -> None:
         assert not reader.truncated
     assert sum(t.is_video for t in tags) > 30
     await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_nothing_starts_after_close(tmp_path: Path) -> None:
+    """Review finding: a TLS connection that finished its handshake after
+    close() was served by a server that had shut down."""
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname = False
+    client_context.verify_mode = ssl.CERT_NONE
+    server = Server(port=0, ssl=context)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # TLS not yet
+    await asyncio.sleep(0.2)
+    await server.close()
+    try:
+        await asyncio.wait_for(writer.start_tls(client_context), 5)
+        writer.write(b"\x03" + bytes(1536))
+        assert await asyncio.wait_for(reader.read(), 5) == b""   # refused
+    except (ConnectionError, ssl.SSLError):
+        pass                                                      # or cut during TLS
+    assert not server.connections and not server.hub.channels
+    writer.close()

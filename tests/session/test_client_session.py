@@ -127,3 +127,18 @@ def test_sequence_commands_on_the_wire() -> None:
     client.session.start_publish("s")
     names = [amf.loads_all(m.payload)[0] for m in client.sent()]
     assert names == ["releaseStream", "FCPublish", "createStream"]
+
+
+def test_a_cancelled_request_deletes_its_late_stream() -> None:
+    """Review finding: a publish given up (timed out) before the server made
+    its stream still went out when the createStream answer came, leaving an
+    orphan publication on the server."""
+    client = Client()
+    request = client.session.start_publish("late")
+    client.sent()
+    client.session.cancel_request(request)
+    events = client.feed(command("_result", request, None, 5.0))
+    assert not of(StreamCreated, events)
+    sent = [amf.loads_all(m.payload) for m in client.sent()]
+    assert [v[0] for v in sent] == ["deleteStream"] and sent[0][3] == 5.0
+    assert client.session.stream_state(5) is None

@@ -231,3 +231,14 @@ def test_status_events_are_information_only() -> None:
     sid = server.stream_in(StreamState.PLAYING)
     assert not of(Status, server.send(command("onStatus", 0, None, {"code": "x"},
                                               stream_id=sid)))
+
+
+def test_fc_unpublish_withdraws_a_pending_publish() -> None:
+    """Review finding: FCUnpublish on a pending publish voided the request
+    but left the stream pending: no answer ever, and a retry was refused."""
+    server = Server()
+    sid = server.stream_in(StreamState.PUBLISH_PENDING)
+    server.send(command("FCUnpublish", 0, None, "k"))
+    assert server.session.stream_state(sid) is StreamState.IDLE
+    retry = server.send(command("publish", 0, None, "k", "live", stream_id=sid))
+    assert of(PublishRequest, retry) and server.session.is_pending(retry[0])
