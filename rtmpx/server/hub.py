@@ -37,9 +37,9 @@ from ..media import is_sequence_header, is_video_keyframe
 __all__ = [
     "PACKET_OVERHEAD",
     "Channel",
+    "Holder",
     "Hub",
     "HubLimits",
-    "Holder",
     "HubObserver",
     "Packet",
     "Publication",
@@ -236,9 +236,9 @@ class Publication:
 
     def resume(self, follower: Subscriber) -> None:
         """``follower`` has room again."""
-        if self._pausers.pop(id(follower), None) is not None:
-            if not self._pausers and self.live:
-                self.publisher.resume()
+        if self._pausers.pop(id(follower), None) is not None \
+                and not self._pausers and self.live:
+            self.publisher.resume()
 
     def expire_holds(self, now: float, limit: float) -> None:
         """Followers that held the publisher for more than ``limit`` seconds
