@@ -13,12 +13,14 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.float cimport PyFloat_FromDouble
-from cpython.list cimport PyList_Append, PyList_SET_ITEM
+from cpython.list cimport PyList_Append, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.long cimport PyLong_FromVoidPtr
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
@@ -27,6 +29,7 @@ from datetime import datetime
 from rtmpx._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_VALUES,
     DEFAULT_REGISTRY,
     MAX_DEPTH_LIMIT,
     UNDEFINED,
@@ -94,6 +97,34 @@ cdef inline int _check_args(int version, int max_depth) except -1:
     if not 1 <= max_depth <= _MAX_DEPTH_LIMIT:
         raise ValueError(f"max_depth must be 1..{_MAX_DEPTH_LIMIT}, not {max_depth!r}")
     return 0
+
+
+cdef object _DEFAULT_MAX_VALUES = DEFAULT_MAX_VALUES
+cdef int64_t _DEFAULT_BUDGET = DEFAULT_MAX_VALUES
+
+
+cdef inline int64_t _check_budget(object max_values, object references) except -1:
+    """Validate the decode budget; the limit in effect (at most 2**63-1)."""
+    cdef int64_t n
+    if max_values is _DEFAULT_MAX_VALUES:  # the default: no conversion per call
+        n = _DEFAULT_BUDGET
+    else:
+        n = _max_values(max_values)
+    if references is not True and references is not False:
+        raise TypeError(f"references must be True or False, not {type(references).__name__!r}")
+    return n
+
+
+cdef int64_t _max_values(object max_values) except -1:
+    cdef int overflow
+    cdef long long n
+    if not PyLong_CheckExact(max_values):
+        if isinstance(max_values, bool) or not isinstance(max_values, int):
+            raise TypeError(f"max_values must be an int, not {type(max_values).__name__!r}")
+    n = PyLong_AsLongLongAndOverflow(max_values, &overflow)
+    if overflow < 0 or (overflow == 0 and n < 1):
+        raise ValueError(f"max_values must be at least 1, not {max_values!r}")
+    return INT64_MAX if overflow > 0 else n
 
 
 # --- byte order ----------------------------------------------------------
@@ -777,6 +808,41 @@ def dumps_all(values, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH, registr
 
 # --- decoding ------------------------------------------------------------
 
+# The value budget (max_values).  ``left`` is how many more values the call
+# may produce: each value takes 1 (member names, class names and trait names
+# are keys and take nothing), a container takes 1 and its members their own.
+# Each reference-table entry has its expanded size in a C array parallel to
+# the table (``sizes0`` to ``refs0``, ``sizes3`` to ``objects3``): 0 while a
+# container is being read, then what the budget went down by while it was
+# read.  An object reference takes that size, or 1 for 0 (a cycle).  The
+# sizes never exceed the limit, so nothing overflows: every subtraction is
+# checked against ``left`` first.
+
+DEF _SIZES_INLINE = 8  # entries kept in the decoder object (which stays under
+                       # pymalloc's 512-byte limit: no system malloc per call)
+DEF _AMF0_MAX_INDEX = 0xFFFF  # an AMF0 reference is a U16: later entries need no size
+
+
+cdef int _grow_sizes(int64_t** data, Py_ssize_t* cap, int64_t* inline_,
+                     Py_ssize_t index) except -1:
+    """Make room for entry ``index`` of a size table (rare: past 8 entries)."""
+    cdef Py_ssize_t new_cap = cap[0]
+    cdef int64_t* grown
+    while new_cap <= index:
+        new_cap *= 2
+    if data[0] == inline_:
+        grown = <int64_t*>malloc(new_cap * sizeof(int64_t))
+        if grown != NULL:
+            memcpy(grown, inline_, cap[0] * sizeof(int64_t))
+    else:
+        grown = <int64_t*>realloc(data[0], new_cap * sizeof(int64_t))
+    if grown == NULL:
+        raise MemoryError()
+    data[0] = grown
+    cap[0] = new_cap
+    return 0
+
+
 @cython.final
 cdef class _Decoder:
     cdef Py_buffer view
@@ -788,17 +854,30 @@ cdef class _Decoder:
     cdef Py_ssize_t max_length
     cdef object registry
     cdef int depth
+    cdef int64_t max_values
+    cdef int64_t left
+    cdef bint references
     cdef list refs0
     cdef list strings3
     cdef list objects3
     cdef list traits3
+    cdef int64_t* sizes0
+    cdef Py_ssize_t cap0
+    cdef int64_t* sizes3
+    cdef Py_ssize_t cap3
+    cdef int64_t inline0[_SIZES_INLINE]
+    cdef int64_t inline3[_SIZES_INLINE]
 
     def __dealloc__(self):
         if self.has_view:
             PyBuffer_Release(&self.view)
+        if self.sizes0 != NULL and self.sizes0 != self.inline0:
+            free(self.sizes0)
+        if self.sizes3 != NULL and self.sizes3 != self.inline3:
+            free(self.sizes3)
 
     cdef int init(self, object data, int max_depth, Py_ssize_t max_length,
-                  object registry) except -1:
+                  object registry, int64_t max_values, bint references) except -1:
         try:
             PyObject_GetBuffer(data, &self.view, PyBUF_SIMPLE)
         except BufferError:  # strided or otherwise not contiguous: one copy
@@ -811,11 +890,22 @@ cdef class _Decoder:
         self.max_length = max_length
         self.registry = DEFAULT_REGISTRY if registry is None else registry
         self.depth = 0
+        self.max_values = max_values
+        self.left = max_values
+        self.references = references
         self.refs0 = []
+        self.sizes0 = self.inline0
+        self.cap0 = _SIZES_INLINE
+        self.sizes3 = self.inline3
+        self.cap3 = _SIZES_INLINE
         self.new_amf3_context()
         return 0
 
     cdef inline void new_amf3_context(self):
+        # sizes3 is not saved with the lists: a new context only starts at an
+        # AMF0 switch marker, where the AMF3 context is always the empty one
+        # (AMF3 has no way back to AMF0), and every entry is written when its
+        # value enters the table, before any reference can read it.
         self.strings3 = []
         self.objects3 = []
         self.traits3 = []
@@ -872,41 +962,119 @@ cdef class _Decoder:
             raise AMFDecodeError(f"AMF value nested deeper than max_depth={self.max_depth}")
         return 0
 
+    # the budget
+
+    cdef inline int tick(self) except -1:
+        """Spend one value of the budget."""
+        if self.left == 0:
+            self.too_many()
+        self.left -= 1
+        return 0
+
+    cdef inline int take_values(self, int64_t n) except -1:
+        """Spend n values of the budget."""
+        if n > self.left:
+            self.too_many()
+        self.left -= n
+        return 0
+
+    cdef inline int need_values(self, int64_t n) except -1:
+        """Refuse a container of n members before reading (or allocating) any:
+        each member takes at least one value."""
+        if n > self.left:
+            self.too_many()
+        return 0
+
+    cdef int too_many(self) except -1:
+        raise AMFDecodeError(f"AMF data decodes to more than {self.max_values} values "
+                             f"(references expanded): max_values={self.max_values}")
+
+    cdef int no_references(self, str what, Py_ssize_t index) except -1:
+        raise AMFDecodeError(f"{what} {index}: references are not allowed (references=False)")
+
+    cdef inline Py_ssize_t open0(self, object obj) except -1:
+        """Count a container and enter it in the AMF0 table; its index."""
+        cdef Py_ssize_t index = PyList_GET_SIZE(self.refs0)
+        self.tick()
+        self.refs0.append(obj)
+        if index <= _AMF0_MAX_INDEX:
+            if index >= self.cap0:
+                _grow_sizes(&self.sizes0, &self.cap0, self.inline0, index)
+            self.sizes0[index] = 0  # being read
+        return index
+
+    cdef inline void close0(self, Py_ssize_t index, int64_t start) noexcept:
+        """A container is complete: its expanded size is what it took."""
+        if index <= _AMF0_MAX_INDEX:
+            self.sizes0[index] = start - self.left
+
+    cdef inline Py_ssize_t add3(self, object obj, int64_t size) except -1:
+        """Count a value of ``size`` values and enter it in the object table.
+
+        ``size`` 0 is a container about to be read (counted 1 here, its size
+        set by close3); otherwise a complete value.
+        """
+        cdef Py_ssize_t index = PyList_GET_SIZE(self.objects3)
+        self.take_values(size if size else 1)
+        self.objects3.append(obj)
+        if index >= self.cap3:
+            _grow_sizes(&self.sizes3, &self.cap3, self.inline3, index)
+        self.sizes3[index] = size
+        return index
+
+    cdef inline void close3(self, Py_ssize_t index, int64_t start) noexcept:
+        self.sizes3[index] = start - self.left
+
     # AMF0
 
     cdef object read0(self):
         cdef int marker = self.byte()
         cdef object obj
         cdef Py_ssize_t n, i, index
+        cdef int64_t start
+        cdef double d
         if marker == 0x00:
-            return PyFloat_FromDouble(self.double())
+            d = self.double()
+            self.tick()
+            return PyFloat_FromDouble(d)
         if marker == 0x02:
             n = self.u16()
-            if n > self.max_length:
-                self.length_error(n, 1)
-            return PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
+            self.check_length(n, 1)
+            obj = PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
+            self.tick()
+            return obj
         if marker == 0x03:
             obj = {}
-            self.refs0.append(obj)
+            start = self.left
+            index = self.open0(obj)
             self.members0(obj)
+            self.close0(index, start)
             return obj
         if marker == 0x01:
-            return self.byte() != 0
+            i = self.byte()
+            self.tick()
+            return i != 0
         if marker == 0x05:
+            self.tick()
             return None
         if marker == 0x08:
             self.u32()  # entry count: a hint, often wrong; the end marker decides
             obj = _ECMAArray()
-            self.refs0.append(obj)
+            start = self.left
+            index = self.open0(obj)
             self.members0(obj)
+            self.close0(index, start)
             return obj
         if marker == 0x0A:
             n = self.u32()
             self.check_length(n, 1)
-            # sized once (n is bounded by the bytes left), filled in place;
-            # every slot holds a valid object (None) until it is read
+            self.need_values(1 + n)
+            # sized once (n is bounded by the bytes left and the budget),
+            # filled in place; every slot holds a valid object (None) until
+            # it is read
             obj = [None] * n
-            self.refs0.append(obj)
+            start = self.left
+            index = self.open0(obj)
             self.enter()
             for i in range(n):
                 item = self.read0()
@@ -914,25 +1082,38 @@ cdef class _Decoder:
                 Py_XDECREF(PyList_GET_ITEM_PTR(obj, i))  # the None placeholder
                 PyList_SET_ITEM(obj, i, item)
             self.depth -= 1
+            self.close0(index, start)
             return obj
         if marker == 0x06:
+            self.tick()
             return _UNDEFINED
         if marker == 0x07:
             index = self.u16()
-            if index >= len(self.refs0):
+            if not self.references:
+                self.no_references("AMF0 reference", index)
+            if index >= PyList_GET_SIZE(self.refs0):
                 raise AMFDecodeError(f"AMF0 reference {index} out of range "
                                      f"({len(self.refs0)} objects)")
+            # 0: a container still being read (a cycle) counts 1
+            self.take_values(self.sizes0[index] if self.sizes0[index] else 1)
             return self.refs0[index]
         if marker == 0x0B:
             ms = self.double()
             self.take(2)  # timezone: reserved, written as 0
-            return ms_to_datetime(ms)
+            obj = ms_to_datetime(ms)
+            self.tick()
+            return obj
         if marker == 0x0C:
-            return self.text(self.u32())
+            obj = self.text(self.u32())
+            self.tick()
+            return obj
         if marker == 0x0D:
+            self.tick()
             return _UNSUPPORTED
         if marker == 0x0F:
-            return _XMLDocument(self.text(self.u32()))
+            obj = _XMLDocument(self.text(self.u32()))
+            self.tick()
+            return obj
         if marker == 0x10:
             return self.typed0()
         if marker == 0x11:
@@ -946,9 +1127,10 @@ cdef class _Decoder:
     cdef object typed0(self):
         class_name = self.text(self.u16())
         typed = _TypedObject(class_name)
-        cdef Py_ssize_t index = len(self.refs0)
-        self.refs0.append(typed)
+        cdef int64_t start = self.left
+        cdef Py_ssize_t index = self.open0(typed)
         self.members0(typed)
+        self.close0(index, start)
         alias = self.registry.by_alias(class_name)
         if alias is not None and not alias.externalizable:
             converted = alias.from_dict(dict(typed))
@@ -977,10 +1159,11 @@ cdef class _Decoder:
                     raise AMFDecodeError(f"AMF0 empty key not followed by the object-end "
                                          f"marker at offset {self.pos - 1}")
                 break
-            if n <= _KEY_CACHE_MAX_LEN and n <= self.max_length:
-                key = _cached_key(self.take(n), n)
+            if n <= _KEY_CACHE_MAX_LEN and n <= self.max_length and n <= self.end - self.pos:
+                key = _cached_key(self.buf + self.pos, n)
+                self.pos += n
             else:
-                key = self.text(n)
+                key = self.text(n)  # and the length errors
             PyDict_SetItem(obj, key, self.read0())
         self.depth -= 1
         return 0
@@ -1014,35 +1197,49 @@ cdef class _Decoder:
 
     cdef object object_ref3(self, int64_t header):
         cdef Py_ssize_t index = header >> 1
-        if index >= len(self.objects3):
+        if not self.references:
+            self.no_references("AMF3 object reference", index)
+        if index >= PyList_GET_SIZE(self.objects3):
             raise AMFDecodeError(f"AMF3 object reference {index} out of range "
                                  f"({len(self.objects3)} objects)")
         obj = self.objects3[index]
         if obj is _IN_PROGRESS:
             raise AMFDecodeError("AMF3 reference to an externalizable object still being read")
+        # 0: a container still being read (a cycle) counts 1
+        self.take_values(self.sizes3[index] if self.sizes3[index] else 1)
         return obj
 
     cdef object read3(self):
         cdef int marker = self.byte()
         cdef int64_t n, header
+        cdef double d
         if marker == 0x06:
-            return self.string3()
+            s = self.string3()  # a string reference is not an object reference
+            self.tick()
+            return s
         if marker == 0x04:
             n = self.u29()
+            self.tick()
             return n - 0x20000000 if n & 0x10000000 else n
         if marker == 0x05:
-            return PyFloat_FromDouble(self.double())
+            d = self.double()
+            self.tick()
+            return PyFloat_FromDouble(d)
         if marker == 0x0A:
             return self.object3()
         if marker == 0x09:
             return self.array3()
         if marker == 0x01:
+            self.tick()
             return None
         if marker == 0x02:
+            self.tick()
             return False
         if marker == 0x03:
+            self.tick()
             return True
         if marker == 0x00:
+            self.tick()
             return _UNDEFINED
         if marker == 0x07 or marker == 0x0B:
             header = self.u29()
@@ -1050,14 +1247,14 @@ cdef class _Decoder:
                 return self.object_ref3(header)
             text = self.text(header >> 1)
             xml = _XMLDocument(text) if marker == 0x07 else _XML(text)
-            self.objects3.append(xml)
+            self.add3(xml, 1)
             return xml
         if marker == 0x08:
             header = self.u29()
             if not header & 1:
                 return self.object_ref3(header)
             date = ms_to_datetime(self.double())
-            self.objects3.append(date)
+            self.add3(date, 1)
             return date
         if marker == 0x0C:
             header = self.u29()
@@ -1066,7 +1263,7 @@ cdef class _Decoder:
             n = header >> 1
             self.check_length(n, 1)
             data = PyBytes_FromStringAndSize(<const char*>self.take(n), n)
-            self.objects3.append(data)
+            self.add3(data, 1)
             return data
         if 0x0D <= marker <= 0x10:
             return self.vector3(marker)
@@ -1077,14 +1274,16 @@ cdef class _Decoder:
     cdef object array3(self):
         cdef int64_t header = self.u29()
         cdef Py_ssize_t n, i, index
+        cdef int64_t start
         cdef list dense
         if not header & 1:
             return self.object_ref3(header)
         n = header >> 1
         self.check_length(n, 1)
-        index = len(self.objects3)
+        self.need_values(1 + n)
         assoc = _ECMAArray()
-        self.objects3.append(assoc)
+        start = self.left
+        index = self.add3(assoc, 0)
         self.enter()
         key = self.string3()
         while key:
@@ -1104,10 +1303,12 @@ cdef class _Decoder:
         for i in range(n):
             PyList_Append(dense, self.read3())
         self.depth -= 1
+        self.close3(index, start)
         return result
 
     cdef object object3(self):
         cdef int64_t header = self.u29()
+        cdef int64_t start
         cdef Py_ssize_t index, count, i
         cdef bint dynamic, external
         cdef tuple sealed
@@ -1132,20 +1333,21 @@ cdef class _Decoder:
                 self.check_length(count, 1)
                 sealed = tuple([self.string3() for i in range(count)])
             self.traits3.append((class_name, sealed, dynamic, external))
-        index = len(self.objects3)
         alias = self.registry.by_alias(class_name) if class_name else None
         self.enter()
+        start = self.left
         if external:
             if alias is None or not alias.externalizable:
                 raise AMFDecodeError(f"AMF3 externalizable class {class_name!r} is not "
                                      f"registered")
-            self.objects3.append(_IN_PROGRESS)
+            index = self.add3(_IN_PROGRESS, 0)
             obj = alias.read(_ExternalReader(self))
             self.objects3[index] = obj
+            self.close3(index, start)
             self.depth -= 1
             return obj
         members = _TypedObject(class_name) if class_name else {}
-        self.objects3.append(members)
+        index = self.add3(members, 0)
         for name in sealed:
             PyDict_SetItem(members, name, self.read3())
         if dynamic:
@@ -1154,6 +1356,7 @@ cdef class _Decoder:
                 PyDict_SetItem(members, key, self.read3())
                 key = self.string3()
         self.depth -= 1
+        self.close3(index, start)
         if alias is not None and not alias.externalizable:
             converted = alias.from_dict(dict(members))
             self.objects3[index] = converted
@@ -1162,7 +1365,8 @@ cdef class _Decoder:
 
     cdef object vector3(self, int marker):
         cdef int64_t header = self.u29()
-        cdef Py_ssize_t n, i
+        cdef int64_t start
+        cdef Py_ssize_t n, i, index
         cdef const unsigned char* p
         cdef list items
         cdef bint fixed
@@ -1174,13 +1378,17 @@ cdef class _Decoder:
             self.check_length(n, 1)
             self.enter()
             vec = _Vector((), "object", fixed, self.string3())
-            self.objects3.append(vec)
+            self.need_values(1 + n)
+            start = self.left
+            index = self.add3(vec, 0)
             self.check_length(n, 1)
             for i in range(n):
                 vec.append(self.read3())
             self.depth -= 1
+            self.close3(index, start)
             return vec
         self.check_length(n, 8 if marker == 0x0F else 4)
+        self.take_values(1 + n)  # the vector and its numbers
         items = []
         if marker == 0x0D:
             p = self.take(n * 4)
@@ -1197,19 +1405,26 @@ cdef class _Decoder:
             for i in range(n):
                 PyList_Append(items, _ld_double(p + 8 * i))
             vec = _Vector(items, "double", fixed)
+        index = PyList_GET_SIZE(self.objects3)
         self.objects3.append(vec)
+        if index >= self.cap3:
+            _grow_sizes(&self.sizes3, &self.cap3, self.inline3, index)
+        self.sizes3[index] = 1 + n
         return vec
 
     cdef object dictionary3(self):
         cdef int64_t header = self.u29()
-        cdef Py_ssize_t n, i
+        cdef int64_t start
+        cdef Py_ssize_t n, i, index
         if not header & 1:
             return self.object_ref3(header)
         n = header >> 1
         weak = self.byte() != 0
         self.check_length(n, 2)
+        self.need_values(1 + 2 * n)
         result = _Dictionary((), weak)
-        self.objects3.append(result)
+        start = self.left
+        index = self.add3(result, 0)
         self.enter()
         for i in range(n):
             key = self.read3()
@@ -1220,6 +1435,7 @@ cdef class _Decoder:
                 raise AMFDecodeError(f"AMF3 Dictionary key of type {type(key).__name__!r} "
                                      f"is not hashable in Python") from None
         self.depth -= 1
+        self.close3(index, start)
         return result
 
 
@@ -1241,11 +1457,18 @@ cdef class _ExternalReader:
 
 
 def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
-          Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
-    """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error."""
+          Py_ssize_t max_length=DEFAULT_MAX_LENGTH, max_values=DEFAULT_MAX_VALUES,
+          references=True, registry=None):
+    """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error.
+
+    ``max_values`` bounds the values the call produces, each reference
+    counted as the whole value it refers to; ``references=False`` refuses
+    object references.  Both raise AMFDecodeError (see :mod:`rtmpx.amf`).
+    """
     _check_args(version, max_depth)
+    cdef int64_t budget = _check_budget(max_values, references)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
-    dec.init(data, max_depth, max_length, registry)
+    dec.init(data, max_depth, max_length, registry, budget, references is True)
     try:
         value = dec.read0() if version == 0 else dec.read3()
     except UnicodeDecodeError as exc:
@@ -1257,11 +1480,17 @@ def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
 
 
 def loads_all(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
-              Py_ssize_t max_length=DEFAULT_MAX_LENGTH, registry=None):
-    """Decode every value in ``data`` (a command message body)."""
+              Py_ssize_t max_length=DEFAULT_MAX_LENGTH, max_values=DEFAULT_MAX_VALUES,
+              references=True, registry=None):
+    """Decode every value in ``data`` (a command message body).
+
+    Takes the arguments of :func:`loads`; ``max_values`` bounds all the
+    values of the call together.
+    """
     _check_args(version, max_depth)
+    cdef int64_t budget = _check_budget(max_values, references)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
-    dec.init(data, max_depth, max_length, registry)
+    dec.init(data, max_depth, max_length, registry, budget, references is True)
     cdef list values = []
     try:
         while dec.pos < dec.end:

@@ -16,8 +16,10 @@ from typing import Any
 from ._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_VALUES,
     DEFAULT_REGISTRY,
     MAX_DEPTH_LIMIT,
+    MAX_VALUES_LIMIT,
     UNDEFINED,
     UNSUPPORTED,
     XML,
@@ -60,6 +62,17 @@ def _check_args(version: int, max_depth: int) -> None:
         raise ValueError(f"AMF version must be 0 or 3, not {version!r}")
     if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
         raise ValueError(f"max_depth must be 1..{MAX_DEPTH_LIMIT}, not {max_depth!r}")
+
+
+def _check_budget(max_values: int, references: bool) -> int:
+    """Validate the decode budget; the limit in effect (at most MAX_VALUES_LIMIT)."""
+    if isinstance(max_values, bool) or not isinstance(max_values, int):
+        raise TypeError(f"max_values must be an int, not {type(max_values).__name__!r}")
+    if max_values < 1:
+        raise ValueError(f"max_values must be at least 1, not {max_values!r}")
+    if references is not True and references is not False:
+        raise TypeError(f"references must be True or False, not {type(references).__name__!r}")
+    return min(int(max_values), MAX_VALUES_LIMIT)
 
 
 # --- encoding ------------------------------------------------------------
@@ -492,21 +505,39 @@ _IN_PROGRESS = object()  # table slot of an externalizable object being read
 
 
 class _Decoder:
+    """One decode call.
+
+    The budget: ``left`` is how many more values the call may produce.  Each
+    value takes 1 (member names, class names and trait names are keys and
+    take nothing); a container takes 1 and its members take their own.  The
+    expanded size of each table entry (``sizes0``, ``sizes3``, parallel to
+    ``refs0`` and ``objects3``) is set when the entry is complete: 1 for a
+    date, XML, ByteArray; 1 + n for a Vector of n numbers; for a container,
+    what the budget went down by while it was read.  An object reference
+    takes the expanded size of what it refers to, or 1 for a container still
+    being read (a cycle; its size is 0 until then).
+    """
+
     def __init__(self, data: Any, max_depth: int, max_length: int,
-                 registry: ClassRegistry | None) -> None:
+                 registry: ClassRegistry | None, max_values: int, references: bool) -> None:
         self.data = data if type(data) is bytes else memoryview(data).tobytes()
         self.pos = 0
         self.end = len(self.data)
         self.max_depth = max_depth
         self.max_length = max_length
         self.registry = DEFAULT_REGISTRY if registry is None else registry
+        self.max_values = max_values
+        self.left = max_values
+        self.references = references
         self.depth = 0
         self.refs0: list[Any] = []
+        self.sizes0: list[int] = []
         self.new_amf3_context()
 
     def new_amf3_context(self) -> None:
         self.strings3: list[str] = []
         self.objects3: list[Any] = []
+        self.sizes3: list[int] = []
         self.traits3: list[tuple[str, tuple[str, ...], bool, bool]] = []
 
     # primitives
@@ -521,7 +552,8 @@ class _Decoder:
 
     def byte(self) -> int:
         if self.pos >= self.end:
-            raise AMFDecodeError(f"truncated AMF data at offset {self.pos}")
+            raise AMFDecodeError(f"truncated AMF data: need 1 bytes at offset {self.pos}, "
+                                 f"{self.end - self.pos} left")
         b = self.data[self.pos]
         self.pos += 1
         return b
@@ -556,63 +588,106 @@ class _Decoder:
         if self.depth > self.max_depth:
             raise AMFDecodeError(f"AMF value nested deeper than max_depth={self.max_depth}")
 
+    # the budget
+
+    def take_values(self, n: int) -> None:
+        """Spend n values of the budget."""
+        if n > self.left:
+            raise AMFDecodeError(f"AMF data decodes to more than {self.max_values} values "
+                                 f"(references expanded): max_values={self.max_values}")
+        self.left -= n
+
+    def need_values(self, n: int) -> None:
+        """Refuse a container of n members before reading any: each takes a value."""
+        if n > self.left:
+            self.take_values(n)  # raises
+
+    def no_references(self, what: str, index: int) -> None:
+        raise AMFDecodeError(f"{what} {index}: references are not allowed (references=False)")
+
     # AMF0
 
     def read0(self) -> Any:
         marker = self.byte()
         if marker == 0x00:
-            return self.double()
+            number = self.double()
+            self.take_values(1)
+            return number
         if marker == 0x01:
-            return self.byte() != 0
+            flag = self.byte() != 0
+            self.take_values(1)
+            return flag
         if marker == 0x02:
-            return self.text(self.u16())
+            text = self.text(self.u16())
+            self.take_values(1)
+            return text
         if marker == 0x03:
             obj: dict[str, Any] = {}
-            self.refs0.append(obj)
+            start = self.left
+            index = self.open0(obj)
             self.members0(obj)
+            self.close0(index, start)
             return obj
         if marker == 0x05:
+            self.take_values(1)
             return None
         if marker == 0x06:
+            self.take_values(1)
             return UNDEFINED
         if marker == 0x07:
             index = self.u16()
+            if not self.references:
+                self.no_references("AMF0 reference", index)
             if index >= len(self.refs0):
                 raise AMFDecodeError(f"AMF0 reference {index} out of range "
                                      f"({len(self.refs0)} objects)")
+            self.take_values(self.sizes0[index] or 1)  # 0: still being read, a cycle
             return self.refs0[index]
         if marker == 0x08:
             self.u32()  # entry count: a hint, often wrong; the end marker decides
             arr = ECMAArray()
-            self.refs0.append(arr)
+            start = self.left
+            index = self.open0(arr)
             self.members0(arr)
+            self.close0(index, start)
             return arr
         if marker == 0x0A:
             n = self.u32()
             self.check_length(n)
+            self.need_values(1 + n)
             items: list[Any] = []
-            self.refs0.append(items)
+            start = self.left
+            index = self.open0(items)
             self.enter()
             for _ in range(n):
                 items.append(self.read0())
             self.depth -= 1
+            self.close0(index, start)
             return items
         if marker == 0x0B:
             ms = self.double()
             self.take(2)  # timezone: reserved, written as 0
-            return ms_to_datetime(ms)
+            date = ms_to_datetime(ms)
+            self.take_values(1)
+            return date
         if marker == 0x0C:
-            return self.text(self.u32())
+            text = self.text(self.u32())
+            self.take_values(1)
+            return text
         if marker == 0x0D:
+            self.take_values(1)
             return UNSUPPORTED
         if marker == 0x0F:
-            return XMLDocument(self.text(self.u32()))
+            xml = XMLDocument(self.text(self.u32()))
+            self.take_values(1)
+            return xml
         if marker == 0x10:
             class_name = self.text(self.u16())
             typed = TypedObject(class_name)
-            index = len(self.refs0)
-            self.refs0.append(typed)
+            start = self.left
+            index = self.open0(typed)
             self.members0(typed)
+            self.close0(index, start)
             alias = self.registry.by_alias(class_name)
             if alias is not None and not alias.externalizable:
                 converted = alias.from_dict(dict(typed))  # type: ignore[misc]
@@ -620,16 +695,27 @@ class _Decoder:
                 return converted
             return typed
         if marker == 0x11:
-            saved = (self.strings3, self.objects3, self.traits3)
+            saved = (self.strings3, self.objects3, self.sizes3, self.traits3)
             self.new_amf3_context()
             value = self.read3()
-            self.strings3, self.objects3, self.traits3 = saved
+            self.strings3, self.objects3, self.sizes3, self.traits3 = saved
             return value
         if marker == 0x04 or marker == 0x0E:
             name = "movieclip" if marker == 0x04 else "recordset"
             raise AMFDecodeError(f"reserved AMF0 marker 0x{marker:02x} ({name}) at offset "
                                  f"{self.pos - 1}")
         raise AMFDecodeError(f"unknown AMF0 marker 0x{marker:02x} at offset {self.pos - 1}")
+
+    def open0(self, obj: Any) -> int:
+        """Count a container and enter it in the AMF0 table; its index."""
+        self.take_values(1)
+        self.refs0.append(obj)
+        self.sizes0.append(0)  # being read
+        return len(self.refs0) - 1
+
+    def close0(self, index: int, start: int) -> None:
+        """A container is complete: its expanded size is what it took."""
+        self.sizes0[index] = start - self.left
 
     def members0(self, obj: dict[str, Any]) -> None:
         self.enter()
@@ -669,45 +755,73 @@ class _Decoder:
 
     def object_ref3(self, header: int) -> Any:
         index = header >> 1
+        if not self.references:
+            self.no_references("AMF3 object reference", index)
         if index >= len(self.objects3):
             raise AMFDecodeError(f"AMF3 object reference {index} out of range "
                                  f"({len(self.objects3)} objects)")
         obj = self.objects3[index]
         if obj is _IN_PROGRESS:
             raise AMFDecodeError("AMF3 reference to an externalizable object still being read")
+        self.take_values(self.sizes3[index] or 1)  # 0: still being read, a cycle
         return obj
+
+    def open3(self, obj: Any) -> int:
+        """Count a container and enter it in the AMF3 object table; its index."""
+        self.take_values(1)
+        self.objects3.append(obj)
+        self.sizes3.append(0)  # being read
+        return len(self.objects3) - 1
+
+    def close3(self, index: int, start: int) -> None:
+        self.sizes3[index] = start - self.left
+
+    def add3(self, obj: Any, size: int) -> None:
+        """Count a complete value of ``size`` values and enter it in the object table."""
+        self.take_values(size)
+        self.objects3.append(obj)
+        self.sizes3.append(size)
 
     def read3(self) -> Any:
         marker = self.byte()
         if marker == 0x00:
+            self.take_values(1)
             return UNDEFINED
         if marker == 0x01:
+            self.take_values(1)
             return None
         if marker == 0x02:
+            self.take_values(1)
             return False
         if marker == 0x03:
+            self.take_values(1)
             return True
         if marker == 0x04:
             n = self.u29()
+            self.take_values(1)
             return n - 0x20000000 if n & 0x10000000 else n
         if marker == 0x05:
-            return self.double()
+            number = self.double()
+            self.take_values(1)
+            return number
         if marker == 0x06:
-            return self.string3()
+            s = self.string3()  # a string reference is not an object reference
+            self.take_values(1)
+            return s
         if marker == 0x07 or marker == 0x0B:
             header = self.u29()
             if not header & 1:
                 return self.object_ref3(header)
             text = self.text(header >> 1)
             xml = XMLDocument(text) if marker == 0x07 else XML(text)
-            self.objects3.append(xml)
+            self.add3(xml, 1)
             return xml
         if marker == 0x08:
             header = self.u29()
             if not header & 1:
                 return self.object_ref3(header)
             date = ms_to_datetime(self.double())
-            self.objects3.append(date)
+            self.add3(date, 1)
             return date
         if marker == 0x09:
             return self.array3()
@@ -720,7 +834,7 @@ class _Decoder:
             n = header >> 1
             self.check_length(n)
             data = self.take(n)
-            self.objects3.append(data)
+            self.add3(data, 1)
             return data
         if 0x0D <= marker <= 0x10:
             return self.vector3(marker)
@@ -734,9 +848,10 @@ class _Decoder:
             return self.object_ref3(header)
         n = header >> 1
         self.check_length(n)
-        index = len(self.objects3)
+        self.need_values(1 + n)
         assoc = ECMAArray()
-        self.objects3.append(assoc)
+        start = self.left
+        index = self.open3(assoc)
         self.enter()
         key = self.string3()
         while key:
@@ -756,6 +871,7 @@ class _Decoder:
         for _ in range(n):
             dense.append(self.read3())
         self.depth -= 1
+        self.close3(index, start)
         return result
 
     def object3(self) -> Any:
@@ -779,20 +895,21 @@ class _Decoder:
                 self.check_length(count)
                 sealed = tuple(self.string3() for _ in range(count))
             self.traits3.append((class_name, sealed, dynamic, external))
-        index = len(self.objects3)
         alias = self.registry.by_alias(class_name) if class_name else None
         self.enter()
+        start = self.left
         if external:
             if alias is None or not alias.externalizable:
                 raise AMFDecodeError(f"AMF3 externalizable class {class_name!r} is not "
                                      f"registered")
-            self.objects3.append(_IN_PROGRESS)
+            index = self.open3(_IN_PROGRESS)
             obj = alias.read(_ExternalReader(self))  # type: ignore[misc]
             self.objects3[index] = obj
+            self.close3(index, start)
             self.depth -= 1
             return obj
         members: dict[str, Any] = TypedObject(class_name) if class_name else {}
-        self.objects3.append(members)
+        index = self.open3(members)
         for name in sealed:
             members[name] = self.read3()
         if dynamic:
@@ -801,6 +918,7 @@ class _Decoder:
                 members[key] = self.read3()
                 key = self.string3()
         self.depth -= 1
+        self.close3(index, start)
         if alias is not None and not alias.externalizable:
             converted = alias.from_dict(dict(members))  # type: ignore[misc]
             self.objects3[index] = converted
@@ -817,14 +935,18 @@ class _Decoder:
             self.check_length(n)
             self.enter()
             vec = Vector((), "object", fixed, self.string3())
-            self.objects3.append(vec)
+            self.need_values(1 + n)
+            start = self.left
+            index = self.open3(vec)
             self.check_length(n)
             for _ in range(n):
                 vec.append(self.read3())
             self.depth -= 1
+            self.close3(index, start)
             return vec
         size = 8 if marker == 0x0F else 4
         self.check_length(n, size)
+        self.take_values(1 + n)  # the vector and its numbers
         raw = self.take(n * size)
         if marker == 0x0D:
             vec = Vector(struct.unpack(f">{n}l", raw), "int", fixed)
@@ -833,6 +955,7 @@ class _Decoder:
         else:
             vec = Vector(struct.unpack(f">{n}d", raw), "double", fixed)
         self.objects3.append(vec)
+        self.sizes3.append(1 + n)
         return vec
 
     def dictionary3(self) -> Any:
@@ -842,8 +965,10 @@ class _Decoder:
         n = header >> 1
         weak = self.byte() != 0
         self.check_length(n, 2)
+        self.need_values(1 + 2 * n)
         result = Dictionary((), weak)
-        self.objects3.append(result)
+        start = self.left
+        index = self.open3(result)
         self.enter()
         for _ in range(n):
             key = self.read3()
@@ -854,6 +979,7 @@ class _Decoder:
                 raise AMFDecodeError(f"AMF3 Dictionary key of type {type(key).__name__!r} "
                                      f"is not hashable in Python") from None
         self.depth -= 1
+        self.close3(index, start)
         return result
 
 
@@ -874,10 +1000,17 @@ class _ExternalReader:
 
 
 def loads(data: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
-          max_length: int = DEFAULT_MAX_LENGTH, registry: ClassRegistry | None = None) -> Any:
-    """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error."""
+          max_length: int = DEFAULT_MAX_LENGTH, max_values: int = DEFAULT_MAX_VALUES,
+          references: bool = True, registry: ClassRegistry | None = None) -> Any:
+    """Decode exactly one AMF0 or AMF3 value; trailing bytes are an error.
+
+    ``max_values`` bounds the values the call produces, each reference
+    counted as the whole value it refers to; ``references=False`` refuses
+    object references.  Both raise AMFDecodeError (see :mod:`rtmpx.amf`).
+    """
     _check_args(version, max_depth)
-    dec = _Decoder(data, max_depth, max_length, registry)
+    budget = _check_budget(max_values, references)
+    dec = _Decoder(data, max_depth, max_length, registry, budget, references)
     try:
         value = dec.read0() if version == 0 else dec.read3()
     except RecursionError:
@@ -889,11 +1022,16 @@ def loads(data: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
 
 
 def loads_all(data: Any, *, version: int = 0, max_depth: int = DEFAULT_MAX_DEPTH,
-              max_length: int = DEFAULT_MAX_LENGTH,
-              registry: ClassRegistry | None = None) -> list[Any]:
-    """Decode every value in ``data`` (a command message body)."""
+              max_length: int = DEFAULT_MAX_LENGTH, max_values: int = DEFAULT_MAX_VALUES,
+              references: bool = True, registry: ClassRegistry | None = None) -> list[Any]:
+    """Decode every value in ``data`` (a command message body).
+
+    Takes the arguments of :func:`loads`; ``max_values`` bounds all the
+    values of the call together.
+    """
     _check_args(version, max_depth)
-    dec = _Decoder(data, max_depth, max_length, registry)
+    budget = _check_budget(max_values, references)
+    dec = _Decoder(data, max_depth, max_length, registry, budget, references)
     read = dec.read0 if version == 0 else dec.read3
     values = []
     try:

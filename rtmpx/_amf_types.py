@@ -17,6 +17,7 @@ from .errors import AMFDecodeError, AMFEncodeError
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_LENGTH",
+    "DEFAULT_MAX_VALUES",
     "DEFAULT_REGISTRY",
     "MAX_DEPTH_LIMIT",
     "UNDEFINED",
@@ -46,6 +47,12 @@ MAX_DEPTH_LIMIT = 256
 #: Largest string, array, ByteArray, vector or dictionary length accepted by
 #: default (RTMP messages are at most 16 MiB - 1 anyway).
 DEFAULT_MAX_LENGTH = 16 * 1024 * 1024
+#: Most values one decode call may produce, a reference counting as the whole
+#: value it refers to (expanded): AMF references let a few hundred bytes
+#: decode into a shared structure with 2**40 paths.
+DEFAULT_MAX_VALUES = 1_000_000
+#: ``max_values`` above this act as this (the compiled core counts in int64).
+MAX_VALUES_LIMIT = 2**63 - 1
 
 
 class Undefined:

@@ -11,8 +11,9 @@
 Functions (each also takes ``registry=``, a :class:`ClassRegistry`):
 
 * ``dumps(value, *, version=0, max_depth=64) -> bytes``: one value.
-* ``loads(data, *, version=0, max_depth=64, max_length=16 MiB)``: exactly
-  one value; trailing bytes raise :class:`~rtmpx.AMFDecodeError`.
+* ``loads(data, *, version=0, max_depth=64, max_length=16 MiB,
+  max_values=1_000_000, references=True)``: exactly one value; trailing
+  bytes raise :class:`~rtmpx.AMFDecodeError`.
 * ``dumps_all(values, *, version=0, ...)`` / ``loads_all(data, ...) -> list``:
   values back to back, as in a command message body.
 
@@ -64,6 +65,33 @@ is trusted beyond the bytes that actually remain; reference indexes are
 checked against their tables.  Any input gives a value or
 :class:`~rtmpx.AMFDecodeError`.
 
+References are the other way to make a small message large: an object
+reference (AMF0 marker 0x07; an AMF3 reference into the object table, to an
+object, array, date, XML, ByteArray, vector or dictionary) shares a value
+already decoded, so that a few hundred bytes can decode into a structure
+with 2**40 paths, which any walk of it (``repr``, JSON, re-encoding) then
+follows for hours.  Two decode settings bound that:
+
+* ``max_values`` (default :data:`DEFAULT_MAX_VALUES`, 1_000_000; at least
+  1) bounds the number of values one call produces (``loads_all``: all its
+  values together), each reference counted as the whole value it refers to.
+  Every value counts 1: number, string, boolean, null, undefined, date, XML,
+  ByteArray, each number of a numeric Vector, and each container itself,
+  plus its members; member names, class names, trait names and a Vector's
+  type name are keys and do not count (a Dictionary's keys are values and
+  do).  A reference counts the expanded size of what it refers to,
+  or 1 if that container is still being decoded (a cycle).  AMF3 string and
+  traits references are not object references: a string counts 1 as a
+  value and 0 as a key, either way.  Past the bound, the call raises
+  AMFDecodeError, never a partial result; an array, Vector or Dictionary
+  whose length alone is past it is refused at its header, before anything
+  is allocated for it.  A walk of the result that stops
+  at cycles (as ``repr`` and ``json`` do) meets at most ``max_values``
+  values.
+* ``references=False`` refuses every object reference with AMFDecodeError.
+  FFmpeg, OBS and Flash Player never write references in command or data
+  message bodies; a server can decode those with ``references=False``.
+
 Set ``RTMPX_PUREPYTHON=1`` to use the pure-Python twin instead of the
 compiled core; :func:`implementation` tells which one is in use.
 """
@@ -76,6 +104,7 @@ from typing import TYPE_CHECKING
 from ._amf_types import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_VALUES,
     DEFAULT_REGISTRY,
     MAX_DEPTH_LIMIT,
     UNDEFINED,
@@ -114,6 +143,7 @@ def implementation() -> str:
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_LENGTH",
+    "DEFAULT_MAX_VALUES",
     "DEFAULT_REGISTRY",
     "MAX_DEPTH_LIMIT",
     "UNDEFINED",

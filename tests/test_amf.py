@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import subprocess
 import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -75,6 +77,9 @@ def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 values = st.recursive(scalars, containers, max_leaves=25)
+# Values holding the same containers more than once: encoded as references.
+shared_values = st.tuples(values, containers(scalars)).map(
+    lambda t: [t[1], t[0], t[1], {"x": t[1], "y": [t[0], t[1]]}])
 
 
 def same(a: Any, b: Any, version: int) -> bool:
@@ -126,19 +131,43 @@ def test_all_round_trip(version: int, seq: list[Any]) -> None:
         assert same(seq, mod.loads_all(data, version=version), version)
 
 
-@pytest.mark.parametrize("version", [0, 3])
-@given(data=st.binary(max_size=64))
-def test_twins_agree_on_any_bytes(version: int, data: bytes) -> None:
-    """Random input: a value or AMFDecodeError, and the same from both twins."""
-    results = []
+def assert_twins_agree(data: bytes, version: int, **kwargs: Any) -> None:
+    """Both twins give the same value, or the same AMFDecodeError (same text)."""
+    results: list[tuple[str, Any]] = []
     for mod in (_amf, _amf_py):
         try:
-            results.append(("ok", mod.loads_all(data, version=version)))
-        except rtmpx.AMFDecodeError:
-            results.append(("error", None))
-    assert results[0][0] == results[1][0]
+            results.append(("ok", mod.loads_all(data, version=version, **kwargs)))
+        except rtmpx.AMFDecodeError as exc:
+            results.append(("error", str(exc)))
+    assert results[0][0] == results[1][0], results
     if results[0][0] == "ok":
         assert same(results[0][1], results[1][1], version)
+    else:
+        assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("version", [0, 3])
+@given(data=st.binary(max_size=64), max_values=st.integers(1, 40), references=st.booleans())
+def test_twins_agree_on_any_bytes(version: int, data: bytes, max_values: int,
+                                  references: bool) -> None:
+    """Random input: a value or AMFDecodeError, and the same from both twins."""
+    assert_twins_agree(data, version, max_values=max_values, references=references)
+
+
+@pytest.mark.parametrize("version", [0, 3])
+@given(value=shared_values, edits=st.lists(st.tuples(st.integers(0, 10_000),
+                                                     st.integers(0, 255)), max_size=3),
+       cut=st.integers(0, 10_000), max_values=st.integers(1, 200), references=st.booleans())
+def test_twins_agree_on_damaged_references(version: int, value: Any,
+                                           edits: list[tuple[int, int]], cut: int,
+                                           max_values: int, references: bool) -> None:
+    """Encodings full of references, bytes changed, maybe cut: the twins agree."""
+    data = bytearray(_amf.dumps(value, version=version))
+    for where, byte in edits:
+        data[where % len(data)] = byte
+    if cut % 3 == 0:
+        del data[cut % len(data):]
+    assert_twins_agree(bytes(data), version, max_values=max_values, references=references)
 
 
 @pytest.mark.parametrize("version", [0, 3])
@@ -149,6 +178,143 @@ def test_truncated_encoding_raises(version: int, value: Any, cut: int) -> None:
     for mod in (_amf, _amf_py):
         with pytest.raises(rtmpx.AMFDecodeError):
             mod.loads(data[:cut], version=version)
+
+
+# --- the value budget: max_values and references -----------------------------
+
+def expanded_size(value: Any) -> int:
+    """The number of values in ``value``, shared objects counted in full.
+
+    The rules of rtmpx.amf, applied to the Python value that was encoded
+    (an oracle independent of either decoder): every value counts 1, a
+    container 1 plus its members, keys nothing; a numeric Vector counts 1
+    and each of its numbers; a Dictionary's keys are values.
+    """
+    if isinstance(value, Vector) and value.kind != "object":
+        return 1 + len(value)
+    if isinstance(value, Dictionary):
+        return 1 + sum(expanded_size(k) + expanded_size(v) for k, v in value.items())
+    if isinstance(value, dict):
+        return 1 + sum(expanded_size(v) for v in value.values())
+    if isinstance(value, MixedArray):
+        return (1 + sum(expanded_size(v) for v in value.dense)
+                + sum(expanded_size(v) for v in value.assoc.values()))
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(expanded_size(v) for v in value)
+    return 1
+
+
+def reference_bomb(version: int, kind: str, levels: int) -> bytes:
+    """An array of ``levels + 1`` containers, each holding two references to the one before.
+
+    A few bytes per level; the expanded size doubles at each level, and a
+    walk of the decoded value (repr, JSON, re-encoding) follows every path.
+    """
+    if version == 0:  # strict arrays; table index 0 is the outer array
+        out = [b"\x0a" + struct.pack(">L", levels + 1), b"\x0a\x00\x00\x00\x02\x05\x05"]
+        for k in range(1, levels + 1):
+            ref = b"\x07" + struct.pack(">H", k)
+            out.append(b"\x0a\x00\x00\x00\x02" + ref + ref)
+        return b"".join(out)
+    assert levels < 63  # object-table indexes below 64: one-byte U29 references
+    if kind == "arrays":  # dense arrays [ref, ref]
+        out = [bytes([0x09, (levels + 1) << 1 | 1, 0x01]), bytes.fromhex("09 05 01 01 01")]
+        for k in range(1, levels + 1):
+            out.append(bytes([0x09, 0x05, 0x01, 0x09, k << 1, 0x09, k << 1]))
+        return b"".join(out)
+    # anonymous objects {"a": ref, "b": ref}: traits 0 and strings "a", "b" are
+    # inline in the first, referred to in the rest
+    out = [bytes([0x09, (levels + 1) << 1 | 1, 0x01]), bytes.fromhex("0A 0B 01 03 61 01 03 62 01 01")]
+    for k in range(1, levels + 1):
+        out.append(bytes([0x0A, 0x01, 0x00, 0x0A, k << 1, 0x02, 0x0A, k << 1, 0x01]))
+    return b"".join(out)
+
+
+BOMBS = [(0, "strict-arrays"), (3, "arrays"), (3, "objects")]
+
+
+@pytest.mark.parametrize("version,kind", BOMBS)
+def test_reference_bomb_is_refused(amf: Any, version: int, kind: str) -> None:
+    # Small: 5 levels decode, and the expanded size doubles at each level.
+    small = amf.loads(reference_bomb(version, kind, 5), version=version)
+    assert [expanded_size(level) for level in small] == [3, 7, 15, 31, 63, 127]
+    # 40 levels: a few hundred bytes, 2**42 values once expanded.
+    data = reference_bomb(version, kind, 40)
+    assert len(data) < 1024
+    with pytest.raises(rtmpx.AMFDecodeError,
+                       match=r"more than 1000000 values \(references expanded\)"):
+        amf.loads(data, version=version)
+    with pytest.raises(rtmpx.AMFDecodeError, match="max_values=1000"):
+        amf.loads(data, version=version, max_values=1000)
+    with pytest.raises(rtmpx.AMFDecodeError, match="references are not allowed"):
+        amf.loads(data, version=version, references=False)
+    with pytest.raises(rtmpx.AMFDecodeError, match="max_values"):
+        amf.loads_all(data + data, version=version)
+    # max_depth does not help: the bomb is two levels deep.
+    assert amf.loads(reference_bomb(version, kind, 5), version=version, max_depth=2)
+
+
+@pytest.mark.parametrize("version", [0, 3])
+@given(value=st.one_of(values, shared_values))
+def test_max_values_is_the_expanded_size(version: int, value: Any) -> None:
+    """A decode succeeds at max_values = the expanded size and fails one below."""
+    data = _amf.dumps(value, version=version)
+    size = expanded_size(value)
+    for mod in (_amf, _amf_py):
+        assert same(value, mod.loads(data, version=version, max_values=size), version)
+        if size > 1:
+            with pytest.raises(rtmpx.AMFDecodeError, match=f"max_values={size - 1}$"):
+                mod.loads(data, version=version, max_values=size - 1)
+
+
+@given(seq=st.lists(st.one_of(values, shared_values), min_size=1, max_size=4))
+def test_max_values_counts_the_whole_call(seq: list[Any]) -> None:
+    data = _amf.dumps_all(seq)
+    size = sum(expanded_size(v) for v in seq)
+    for mod in (_amf, _amf_py):
+        assert len(mod.loads_all(data, max_values=size)) == len(seq)
+        if size > 1:
+            with pytest.raises(rtmpx.AMFDecodeError, match="max_values"):
+                mod.loads_all(data, max_values=size - 1)
+
+
+@pytest.mark.parametrize("version", [0, 3])
+def test_max_values_refuses_a_long_array_before_allocating(amf: Any, version: int) -> None:
+    # Each member takes at least one value: an array of a million members is
+    # refused at its header, not after allocating room for them.
+    data = amf.dumps([None] * 1_000_000, version=version)
+    tracemalloc.start()
+    try:
+        with pytest.raises(rtmpx.AMFDecodeError, match="max_values=1000$"):
+            amf.loads(data, version=version, max_values=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert len(amf.loads(data, version=version, max_values=1_000_001)) == 1_000_000
+
+
+def test_budget_arguments_are_checked(amf: Any) -> None:
+    for bad in (0, -1, -2**70):
+        with pytest.raises(ValueError, match="max_values must be at least 1"):
+            amf.loads(b"\x05", max_values=bad)
+    for bad in (1.0, "10", None, True):
+        with pytest.raises(TypeError, match="max_values must be an int"):
+            amf.loads_all(b"\x05", max_values=bad)
+    for bad in (0, 1, None, "yes"):
+        with pytest.raises(TypeError, match="references must be True or False"):
+            amf.loads(b"\x05", references=bad)
+    assert amf.loads(b"\x05", max_values=1) is None
+    # Above 2**63-1 acts as 2**63-1 (the compiled core counts in int64):
+    # 60 levels of the bomb are 2**63-64 values, 61 levels 2**64-65.  (Only
+    # len() of the result: comparing it would walk 2**63 paths.)
+    assert len(amf.loads(reference_bomb(0, "strict-arrays", 60), max_values=2**80)) == 61
+    with pytest.raises(rtmpx.AMFDecodeError, match=f"max_values={2**63 - 1}$"):
+        amf.loads(reference_bomb(0, "strict-arrays", 61), max_values=2**80)
+
+
+def test_facade_exports_the_default() -> None:
+    assert facade.DEFAULT_MAX_VALUES == 1_000_000
 
 
 def test_negative_zero_and_nan(amf: Any) -> None:

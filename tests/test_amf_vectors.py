@@ -1174,3 +1174,143 @@ def test_invalid_utf8_raises(amf: ModuleType, version: int, data: bytes) -> None
 def test_decode_error_is_a_value_error() -> None:
     # One error family, decode errors also ValueErrors (docs/style.md).
     assert issubclass(AMFDecodeError, ValueError)
+
+
+# --------------------------------------------- references and max_values
+
+# The vectors that hold an object reference (AMF0 0x07; an AMF3 reference
+# into the object table).  AMF3 string and traits references are not object
+# references: a3-string-ref, a3-object-traits-ref and their kin are not here.
+OBJECT_REFERENCES = {
+    "a0-ref-same-dict-twice", "a0-ref-order-of-beginning", "a0-ref-ecma-array",
+    "a0-ref-typed-object", "a0-ref-strict-array", "a0-ref-skips-amf3-values",
+    "a3-object-ref", "a3-ref-xml", "a3-ref-xmldocument", "a3-ref-bytearray", "a3-ref-date",
+    "a3-ref-array", "a3-ref-ecma", "a3-ref-mixed", "a3-ref-typed", "a3-ref-vector",
+    "a3-ref-vector-object", "a3-ref-dictionary", "a3-ref-arraycollection",
+    "a3-ref-index-order",
+}
+
+
+def shares_an_object(value: Any) -> bool:
+    """Whether a decoded value holds one (non-scalar) object in two places."""
+    seen: set[int] = set()
+
+    def walk(v: Any) -> bool:
+        if type(v) in (str, int, float, bool, type(None)) or v is UNDEFINED or v == b"":
+            return False  # plain scalars may be shared (interned, cached) without references
+        if id(v) in seen:
+            return True
+        seen.add(id(v))
+        if isinstance(v, MixedArray):
+            return walk(v.dense) or walk(v.assoc)
+        if isinstance(v, dict):
+            return any(walk(k) or walk(x) for k, x in v.items())
+        if isinstance(v, list):
+            return any(walk(x) for x in v)
+        return False
+
+    return walk(value)
+
+
+def test_object_references_are_the_vectors_that_share_objects() -> None:
+    # A check of the hand-written set against the decoded values.
+    pure = importlib.import_module(PURE)
+    sharing = {v.id for v in VECTORS if shares_an_object(pure.loads(v.data, version=v.version))}
+    assert sharing == OBJECT_REFERENCES
+    assert OBJECT_REFERENCES <= set(VECTOR_IDS)
+
+
+@pytest.mark.parametrize("v", VECTORS, ids=VECTOR_IDS)
+def test_references_false(amf: ModuleType, v: Vec) -> None:
+    # What FFmpeg, OBS and Flash send decodes unchanged; any object
+    # reference is refused.
+    if v.id in OBJECT_REFERENCES:
+        with pytest.raises(AMFDecodeError, match=r"references are not allowed \(references=False\)"):
+            amf.loads(v.data, version=v.version, references=False)
+        with pytest.raises(AMFDecodeError, match="references are not allowed"):
+            amf.loads_all(v.data, version=v.version, references=False)
+    else:
+        got = amf.loads(v.data, version=v.version, references=False)
+        assert_same(got, v.value)
+        if v.check is not None:
+            v.check(got)
+
+
+@pytest.mark.parametrize("body", BODIES, ids=[b.id for b in BODIES])
+def test_references_false_message_bodies(amf: ModuleType, body: Body) -> None:
+    assert_same(amf.loads_all(body.data, references=False), body.values)
+
+
+@pytest.mark.parametrize("version, data", [
+    (0, h("0A 00000001  07 0000")),              # a list holding itself
+    (0, h("03  0004 73656C66 07 0000  000009")),  # {"self": itself}
+    (3, h("09 03 01  09 00")),
+    (3, h("0A 0B 01  09 73656C66 0A 00  01")),
+    (0, h("03 000009  07 0000")),                # loads_all: a later value, an earlier one
+], ids=lambda x: x.hex() if isinstance(x, bytes) else str(x))
+def test_references_false_refuses_cycles_and_back_references(
+        amf: ModuleType, version: int, data: bytes) -> None:
+    amf.loads_all(data, version=version)
+    with pytest.raises(AMFDecodeError, match="references are not allowed"):
+        amf.loads_all(data, version=version, references=False)
+
+
+# (id, version, data, values): loads_all(data, max_values=values) decodes,
+# values - 1 raises.  Each value counts 1, a container 1 plus its members;
+# keys (member, class, trait names, a Vector's type name) count nothing; an
+# object reference counts what it refers to in full, or 1 for a container
+# still being read (a cycle); an AMF3 string reference is a string.
+COUNTS = [
+    ("a0-body-of-scalars", 0, h("02 0001 61  00 3FF0000000000000  05"), 3),
+    ("a0-object-keys-free", 0, h("03  0001 61 00 3FF0000000000000  0001 62 02 0001 78  000009"),
+     3),
+    ("a0-ecma-keys-free", 0, h("08 00000001  0001 61 05  000009"), 2),
+    ("a0-typed-class-name-free", 0, h("10 0003 466F6F  0001 78 05  000009"), 2),
+    ("a0-date-xml-unsupported", 0, h("0A 00000003  0B 0000000000000000 0000  0F 00000000  0D"),
+     4),
+    ("a0-avmplus", 0, h("0A 00000001  11 0C 05 6162"), 2),
+    # [{"a": 1.0}, ref]: 1 + 2 + 2
+    ("a0-ref-expanded", 0,
+     h("0A 00000002  03 0001 61 00 3FF0000000000000 000009  07 0001"), 5),
+    # [[null, null], ref]: 1 + 3 + 3
+    ("a0-ref-expanded-nested", 0, h("0A 00000002  0A 00000002 05 05  07 0001"), 7),
+    # [[[null]], ref to the inner one]: 1 + 3 + 2
+    ("a0-ref-to-inner", 0, h("0A 00000002  0A 00000001 0A 00000001 05  07 0002"), 6),
+    ("a0-cycle-counts-1", 0, h("0A 00000001  07 0000"), 2),
+    ("a0-object-cycle-counts-1", 0, h("03  0004 73656C66 07 0000  000009"), 2),
+    # the count spans the call: {"a": null} then a reference to it
+    ("a0-ref-across-values", 0, h("03 0001 61 05 000009  07 0000"), 4),
+    ("a3-scalars", 3, h("09 0B 01  00 01 02 03 04 01"), 6),
+    ("a3-string-ref-value-counts-1", 3, h("09 05 01  06 03 61  06 00"), 3),
+    ("a3-string-ref-key-counts-0", 3, h("0A 0B 01  03 61 06 00  01"), 2),
+    ("a3-traits-ref", 3, h("09 05 01  0A 0B 01 03 61 04 01 01  0A 01 00 04 02 01"), 5),
+    ("a3-sealed", 3, h("0A 23 05 5074  03 78 03 79  04 01 04 02"), 3),
+    ("a3-object-ref", 3, h("09 05 01  0A 0B 01 03 61 04 01 01  0A 02"), 5),
+    ("a3-bytearray-ref", 3, h("09 05 01  0C 05 00FF  0C 02"), 3),
+    ("a3-date-ref", 3, h("09 05 01  08 01 426D1A94A2000000  08 02"), 3),
+    ("a3-xml-ref", 3, h("09 05 01  0B 09 3C612F3E  0B 02"), 3),
+    ("a3-vector-int", 3, h("0D 05 00  80000000 7FFFFFFF"), 3),
+    ("a3-vector-double-ref", 3, h("09 05 01  0F 05 00 3FF0000000000000 3FF0000000000000  0F 02"),
+     7),
+    ("a3-vector-object-type-name-free", 3, h("10 05 00  03 2A  06 03 61  04 01"), 3),
+    ("a3-dictionary-keys-count", 3, h("11 03 00  06 03 61  04 01"), 3),
+    ("a3-mixed", 3, h("09 03  03 61 04 02  01  04 01"), 3),
+    ("a3-array-cycle-counts-1", 3, h("09 03 01  09 00"), 2),
+    ("a3-object-cycle-counts-1", 3, h("0A 0B 01  09 73656C66 0A 00  01"), 2),
+    # externalizable: the object, then what its class reads (an array of one)
+    ("a3-arraycollection", 3, h("0A 07") + AC_NAME + h("09 03 01 04 01"), 3),
+    ("a3-arraycollection-ref", 3, h("09 05 01  0A 07") + AC_NAME + h("09 01 01  0A 02"), 5),
+    # list 0, {"o": []} 1, [] 2, then a reference to 2
+    ("a3-ref-index-order", 3, h("09 05 01  0A 0B 01 03 6F 09 01 01 01  09 04"), 4),
+]
+
+
+@pytest.mark.parametrize("version, data, count", [c[1:] for c in COUNTS],
+                         ids=[c[0] for c in COUNTS])
+def test_max_values_counts_exactly(amf: ModuleType, version: int, data: bytes,
+                                   count: int) -> None:
+    got = amf.loads_all(data, version=version, max_values=count)
+    assert repr(got) == repr(amf.loads_all(data, version=version))  # repr: cycles too
+    with pytest.raises(AMFDecodeError, match=rf"more than {count - 1} values \(references "
+                                             rf"expanded\): max_values={count - 1}$"):
+        amf.loads_all(data, version=version, max_values=count - 1)

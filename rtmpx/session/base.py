@@ -63,8 +63,12 @@ class SessionConfig:
     are what a server announces at connect.  The ``max_*`` limits bound
     what a peer can make us hold: chunk-stream reassembly (see
     :class:`~rtmpx.ChunkReader`), message streams per connection, the AMF
-    decoder of commands, and the commands a server holds while its
-    application decides a connect (``max_deferred``).  ``accept_calls``
+    decoder of command and data bodies (``amf_max_depth``;
+    ``amf_max_values``: the values one body may decode to, references
+    expanded; ``amf_references``: whether a body may use AMF object
+    references at all - FFmpeg, OBS and Flash never send them there), and
+    the commands a server holds while its application decides a connect
+    (``max_deferred``).  ``accept_calls``
     names the custom commands the application answers itself (with
     ``result``/``error``); any other unknown command is answered with
     ``_error`` at once.
@@ -79,6 +83,8 @@ class SessionConfig:
     max_streams: int = 16
     max_deferred: int = 16
     amf_max_depth: int = 64
+    amf_max_values: int = 100_000
+    amf_references: bool = False
     accept_calls: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -359,8 +365,9 @@ class Session:
             # AMF3 command/data bodies start with one 0x00, then AMF0 values
             # that may switch to AMF3 (marker 0x11)
             body = memoryview(body)[1:] if body[:1] == b"\x00" else body
-        return amf.loads_all(body, max_depth=self.config.amf_max_depth,
-                             max_length=self.config.max_message_size)
+        cfg = self.config
+        return amf.loads_all(body, max_depth=cfg.amf_max_depth, max_length=cfg.max_message_size,
+                             max_values=cfg.amf_max_values, references=cfg.amf_references)
 
     def _on_command_message(self, m: Message) -> None:
         values = self._decode_amf(m)

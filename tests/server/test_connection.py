@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
+
 import rtmpx
 from rtmpx import amf
 from rtmpx.chunk import ChunkWriter, Message
@@ -380,3 +382,28 @@ async def test_one_read_that_ends_a_publish_and_a_play_of_it() -> None:
         await wait_for(lambda: not server.hub.channels)
         assert len(server.connections) == 1   # and the connection lives on
         await peer.close()
+
+
+@pytest.mark.parametrize("references", [False, True], ids=["refused", "budget"])
+async def test_a_reference_bomb_before_connect_costs_only_its_sender(references: bool) -> None:
+    """Issue 8's critical case: a few hundred bytes of AMF references that
+    decode into 2**42 paths, sent as the first command (before connect is
+    answered, before any hook).  The server used to walk it in an error
+    message and freeze; now the session refuses references in command
+    bodies and bounds the values a body may decode to."""
+    from ..test_amf import reference_bomb
+
+    config = rtmpx.SessionConfig(amf_references=references)
+    async with Server(port=0, session_config=config) as server:
+        peer = await RawPeer(server.port).open(connect=False)
+        peer.flush()  # C0 C1
+        await peer.until(lambda: peer.of(rtmpx.events.HandshakeComplete))
+        await asyncio.sleep(0.1)  # C2 is on its way
+        bomb = reference_bomb(0, "arrays", 40)
+        body = bomb + amf.dumps_all([1.0, {"app": "live"}])
+        assert len(body) < 1024
+        peer.send_raw(ChunkWriter().encode(Message(20, body, 0, 0, 3)))
+        assert await peer.closed_by_server(5)
+        # the server is alive and serves the next client at once
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/x", timeout=5):
+            pass
