@@ -356,6 +356,17 @@ class RawPeer:
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 
+    async def create_stream(self) -> int:
+        """createStream, and wait for its id."""
+        from rtmpx.events import StreamCreated
+
+        txn = self.session.create_stream()
+        self.flush()
+        await self.until(lambda: any(isinstance(e, StreamCreated) and e.transaction_id == txn
+                                     for e in self.events))
+        return next(e.stream_id for e in self.events
+                    if isinstance(e, StreamCreated) and e.transaction_id == txn)
+
     async def close(self) -> None:
         """Close (abort, if what we wrote is still unsent)."""
         if self.writer is not None:

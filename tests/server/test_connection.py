@@ -83,10 +83,7 @@ async def test_second_play_on_the_same_stream_id_stays_in_sync() -> None:
         publisher = asyncio.create_task(publish_frames(url, 400, interval=0.01))
         await wait_for(lambda: live(server, "live/sync"))
         peer = await RawPeer(server.port).open()
-        peer.session.create_stream()
-        peer.flush()
-        await peer.until(lambda: peer.of(StreamCreated))
-        sid = peer.of(StreamCreated)[0].stream_id
+        sid = await peer.create_stream()
         for again in ("first", "closeStream", "play", "closeStream"):
             if again == "closeStream":
                 peer.session.close_stream(sid)
@@ -182,11 +179,7 @@ async def test_close_stream_while_the_publish_hook_runs_keeps_the_connection() -
         peer = await RawPeer(server.port).open()
         for withdraw in ("closeStream", "deleteStream"):
             decided.clear()
-            peer.session.create_stream()
-            peer.flush()
-            made = len(peer.of(StreamCreated))
-            await peer.until(lambda made=made: len(peer.of(StreamCreated)) == made + 1)
-            sid = peer.of(StreamCreated)[-1].stream_id
+            sid = await peer.create_stream()
             peer.session.publish(sid, "k")
             if withdraw == "closeStream":
                 peer.session.close_stream(sid)
@@ -206,9 +199,7 @@ async def test_delete_stream_nan_is_harmless() -> None:
         peer = await RawPeer(server.port).open()
         peer.send_raw(raw_writer().encode(Message(20, amf.dumps_all(
             ["deleteStream", 0.0, None, math.nan]), 0, 0, RAW_CSID)))
-        peer.session.create_stream()
-        peer.flush()
-        await peer.until(lambda: peer.of(StreamCreated))  # still served
+        await peer.create_stream()  # still served
         await peer.close()
 
 
@@ -223,10 +214,7 @@ async def test_a_refused_replay_stops_the_old_play() -> None:
         publisher = asyncio.create_task(publish_frames(url, 300, interval=0.01))
         await wait_for(lambda: live(server, "live/ok"))
         peer = await RawPeer(server.port).open()
-        peer.session.create_stream()
-        peer.flush()
-        await peer.until(lambda: peer.of(StreamCreated))
-        sid = peer.of(StreamCreated)[0].stream_id
+        sid = await peer.create_stream()
         peer.session.play(sid, "ok")
         peer.flush()
         await peer.until(lambda: len(peer.of(VideoData)) >= 3)
@@ -254,10 +242,7 @@ async def test_pause_and_seek_while_the_play_hook_runs() -> None:
 
     async with Server(port=0, on_play=on_play) as server:
         peer = await RawPeer(server.port).open()
-        peer.session.create_stream()
-        peer.flush()
-        await peer.until(lambda: peer.of(StreamCreated))
-        sid = peer.of(StreamCreated)[0].stream_id
+        sid = await peer.create_stream()
         peer.session.play(sid, "k")
         writer = raw_writer()
         peer.flush()
