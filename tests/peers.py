@@ -278,13 +278,15 @@ class RawPeer:
     """A :class:`rtmpx.ClientSession` over a plain TCP connection, driven by
     hand: for tests that send what the rtmpx client never would."""
 
-    def __init__(self, port: int, app: str = "live", *, rcvbuf: int | None = None) -> None:
+    def __init__(self, port: int, app: str = "live", *, rcvbuf: int | None = None,
+                 source: str | None = None) -> None:
         from rtmpx import ClientSession
 
         self.port = port
         self.session = ClientSession(app, f"rtmp://127.0.0.1:{port}/{app}")
         self.events: list[Any] = []
         self.rcvbuf = rcvbuf
+        self.source = source    # a local address of 127.0.0.0/8 to connect from
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.closed = False
@@ -293,6 +295,8 @@ class RawPeer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if self.rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        if self.source is not None:
+            sock.bind((self.source, 0))
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
         self.reader, self.writer = await asyncio.open_connection(sock=sock)

@@ -69,8 +69,18 @@ class ConnectionContext:
     max_connections: int
     replace: bool
     max_write_buffer: int
+    max_half_open: int = 128
+    max_half_open_per_ip: int = 8
+    max_connections_per_ip: int | None = None
     connections: set[Connection] = field(default_factory=set)
+    #: connections whose connect is not accepted yet, oldest first
+    half_open: dict[Connection, None] = field(default_factory=dict)
     closing: bool = False   # the server shuts down: no new connections
+
+    def established(self, ip: str | None = None) -> int:
+        """Connections past connect (from ``ip`` only, when given)."""
+        return sum(1 for c in self.connections
+                   if c not in self.half_open and (ip is None or c.ip == ip))
 
 
 class RtmpPublisher:
@@ -106,8 +116,8 @@ class Connection(asyncio.Protocol):
         self.session = ServerSession(context.session_config, epoch_ms=int(time.time() * 1000))
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.started = self.last_rx = time.monotonic()
-        self.deadline: float | None = self.started + context.handshake_timeout
+        self.ip = "?"
+        self.started = self.last_rx = self._active = time.monotonic()
         self.publications: dict[int, Publication] = {}
         self.players: dict[int, tuple[PlayerSink, Channel]] = {}
         self.closed = False
@@ -123,6 +133,7 @@ class Connection(asyncio.Protocol):
         self._pinged = 0.0
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._abort_later: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -134,19 +145,25 @@ class Connection(asyncio.Protocol):
         self.transport = tp = cast(asyncio.Transport, transport)
         peer = tp.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.ip = str(peer[0]) if isinstance(peer, tuple) else self.peer
         ctx = self.context
         if ctx.closing:
             self.closed = True
             tp.abort()
             return
-        if len(ctx.connections) >= ctx.max_connections:
-            log.warning("refusing %s: max_connections=%d reached", self.peer,
-                        ctx.max_connections)
-            self.closed = True
-            tp.abort()
-            return
         ctx.connections.add(self)
         tp.set_write_buffer_limits(high=ctx.limits.max_queue)
+        # half-open until connect is accepted: a budget of its own, in which
+        # a newcomer evicts the oldest (never the other way round), and a
+        # deadline kept on time
+        ctx.half_open[self] = None
+        same_ip = [c for c in ctx.half_open if c.ip == self.ip]
+        if len(same_ip) > ctx.max_half_open_per_ip:
+            same_ip[0].evict(f"max_half_open_per_ip={ctx.max_half_open_per_ip}")
+        if len(ctx.half_open) > ctx.max_half_open:
+            next(iter(ctx.half_open)).evict(f"max_half_open={ctx.max_half_open}")
+        self._deadline = asyncio.get_running_loop().call_later(ctx.handshake_timeout,
+                                                               self._too_late)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -168,6 +185,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._established()
         if self._abort_later is not None:
             self._abort_later.cancel()
         if not self.lost.done():
@@ -219,6 +237,26 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+
+    def evict(self, reason: str) -> None:
+        """A half-open connection makes room for a newer one."""
+        log.warning("%s: dropped before connect for a newcomer (%s)", self.peer, reason)
+        self._established()
+        self.abort()
+
+    def _established(self) -> None:
+        """No longer half-open (connected, or gone)."""
+        self.context.half_open.pop(self, None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_late(self) -> None:
+        self._deadline = None
+        if not self.closed:
+            log.warning("%s: no handshake+connect within %.0f s", self.peer,
+                        self.context.handshake_timeout)
+            self.abort()
 
     def close(self) -> None:
         """Flush, then close gracefully: a FIN after our last byte, and we
@@ -275,11 +313,9 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         ctx = self.context
-        if self.deadline is not None and now > self.deadline:
-            log.warning("%s: no handshake+connect within %.0f s", self.peer,
-                        ctx.handshake_timeout)
-            self.abort()
-        elif self._write_paused and now - self._write_paused_since > ctx.idle_timeout:
+        if self.publications or self.players or self in ctx.half_open:
+            self._active = now
+        if self._write_paused and now - self._write_paused_since > ctx.idle_timeout:
             log.warning("%s: has not read what we sent for %.0f s", self.peer,
                         ctx.idle_timeout)
             self.abort()
@@ -288,6 +324,11 @@ class Connection(asyncio.Protocol):
         elif now - self.last_rx > ctx.idle_timeout:
             log.warning("%s: idle for %.0f s", self.peer, ctx.idle_timeout)
             self.abort()
+        elif now - self._active > ctx.idle_timeout:
+            # answering pings alone does not keep a slot
+            log.warning("%s: nothing published or played for %.0f s", self.peer,
+                        ctx.idle_timeout)
+            self.close()
         elif (now - self.last_rx > ctx.idle_timeout / 3
               and now - self._pinged > ctx.idle_timeout / 3
               and self.session.state is ConnectionState.CONNECTED):
@@ -363,15 +404,28 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.app, self.tc_url, self.connect_params = event.app, event.tc_url, event.params
-        if not ok:
+        if ok:
+            why = self._over_limits()
+        if not ok or why:
             self.session.reject_connect(why or "Connection rejected.")
             log.info("%s: connect to %r rejected: %s", self.peer, event.app, why)
             self.close()
             return
-        self.deadline = None
+        self._established()
+        self._active = time.monotonic()
         log.info("%s connected to app %r", self.peer, event.app)
         for later in self.session.accept_connect():  # commands sent while we decided
             self._event(later)
+
+    def _over_limits(self) -> str:
+        """Why an established connection more is refused ("" if it is not)."""
+        ctx = self.context
+        if ctx.established() >= ctx.max_connections:
+            return f"Server full (max_connections={ctx.max_connections})."
+        per_ip = ctx.max_connections_per_ip
+        if per_ip is not None and ctx.established(self.ip) >= per_ip:
+            return f"Too many connections from {self.ip} (max_connections_per_ip={per_ip})."
+        return ""
 
     def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
         publish_type = event.publish_type if isinstance(event, PublishRequest) else ""

@@ -90,10 +90,17 @@ class Server:
     Every argument has a safe default; the limits are security settings:
     ``handshake_timeout`` (handshake and connect must be done by then),
     ``idle_timeout`` (nothing received for that long: disconnect; a ping
-    is sent first; a connection we paused is not idle), ``hold_timeout``
+    is sent first; a connection we paused is not idle; a connection that
+    neither publishes nor plays for that long is closed too, whatever
+    pings it answers), ``hold_timeout``
     (the longest an ingest stream's consumer or a recording's disk may
     keep its publisher paused: then it lets go, see :class:`IncomingStream`),
-    ``max_connections``, the chunk/AMF limits of ``session_config``, the
+    ``max_connections`` (established connections; more get ``_error``
+    NetConnection.Connect.Rejected, "Server full"), ``max_connections_per_ip``
+    (off by default: many players may share an address behind a NAT or an
+    edge), ``max_half_open``/``max_half_open_per_ip`` (connections before
+    connect is accepted: a budget of their own, where a newcomer evicts the
+    oldest, so idle sockets cannot lock users out), the chunk/AMF limits of ``session_config``, the
     per-player bounds of ``limits``, and ``ingest_buffer``, the bytes an
     :class:`IncomingStream` may hold.
 
@@ -120,6 +127,9 @@ class Server:
                  idle_timeout: float = 60.0,
                  hold_timeout: float = 60.0,
                  max_connections: int = 1000,
+                 max_connections_per_ip: int | None = None,
+                 max_half_open: int = 128,
+                 max_half_open_per_ip: int = 8,
                  duplicate_publish: str = "reject",
                  record_dir: str | Path | None = None,
                  push: Sequence[Any] = (),
@@ -152,6 +162,8 @@ class Server:
             hub=self.hub, hooks=self.hooks, session_config=self.session_config,
             limits=self.limits, handshake_timeout=handshake_timeout,
             idle_timeout=idle_timeout, max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip, max_half_open=max_half_open,
+            max_half_open_per_ip=max_half_open_per_ip,
             replace=duplicate_publish == "replace",
             max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size)
         self._server: asyncio.Server | None = None
@@ -173,8 +185,9 @@ class Server:
             raise RtmpError("server already started")
         loop = asyncio.get_running_loop()
         context = self.context
-        self._server = await loop.create_server(lambda: Connection(context), self.host,
-                                                self.port, ssl=self.ssl, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: Connection(context), self.host, self.port, ssl=self.ssl, reuse_address=True,
+            ssl_handshake_timeout=context.handshake_timeout if self.ssl is not None else None)
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.monotonic()
         self._ticker = asyncio.create_task(self._tick())

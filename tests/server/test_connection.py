@@ -392,3 +392,64 @@ async def test_a_reference_bomb_before_connect_costs_only_its_sender(references:
         # the server is alive and serves the next client at once
         async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/x", timeout=5):
             pass
+
+
+async def test_idle_sockets_cannot_lock_users_out() -> None:
+    """Issue 8's slowloris: connections that send C0 and idle used to fill
+    max_connections and newcomers were reset.  Half-open connections now
+    have a budget of their own (per address too) in which a newcomer evicts
+    the oldest; the established count is separate."""
+    async with Server(port=0, handshake_timeout=30.0, max_half_open=20,
+                      max_half_open_per_ip=5, max_connections=10) as server:
+        idle = []
+        for _ in range(200):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x03")
+            idle.append((reader, writer))
+        await wait_for(lambda: len(server.context.half_open) <= 5)
+        assert len(server.connections) <= 20
+        # a newcomer from another address of this machine, and one from the
+        # attacker's own address, both get in at once
+        for source in ("127.0.0.2", "127.0.0.1"):
+            peer = await asyncio.wait_for(RawPeer(server.port, source=source).open(), 5)
+            await peer.create_stream()
+            await peer.close()
+        for _, writer in idle:
+            writer.close()
+
+
+async def test_per_address_cap_on_established_connections() -> None:
+    async with Server(port=0, max_connections_per_ip=1) as server:
+        first = await RawPeer(server.port, source="127.0.0.1").open()
+        with pytest.raises(AssertionError):  # refused: the server closes after its _error
+            await RawPeer(server.port, source="127.0.0.1").open()
+        other = await RawPeer(server.port, source="127.0.0.3").open()
+        await first.close()
+        await other.close()
+
+
+async def test_answering_pings_alone_does_not_keep_a_slot() -> None:
+    """Issue 8: after a cheap connect, a client that answers pings held its
+    slot for ever.  Now a connection that neither publishes nor plays is
+    closed after idle_timeout; one that plays (even waiting) stays."""
+    async with Server(port=0, idle_timeout=2.0) as server:
+        holder = await RawPeer(server.port).open()      # answers pings, does nothing
+        player = await RawPeer(server.port).open()
+        player.session.start_play("nobody-yet")
+        player.flush()
+        await player.until(lambda: player.of(PlayStarted))
+
+        async def keep_reading(peer: RawPeer) -> None:
+            while await peer.read_once(30):
+                pass
+
+        readers = [asyncio.create_task(keep_reading(p)) for p in (holder, player)]
+        await wait_for(lambda: holder.closed, 8)
+        await holder.close()
+        await wait_for(lambda: len(server.connections) == 1, 8)
+        assert not player.closed
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await player.close()
+        await holder.close()

@@ -318,13 +318,15 @@ async def test_stats_endpoint_json_and_prometheus() -> None:
 async def test_limits_handshake_deadline_and_max_connections() -> None:
     async with Server(port=0, handshake_timeout=1.0, max_connections=2) as server:
         silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
-        await wait_for(lambda: len(server.connections) == 2, 5)
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # refused: max_connections
-        writer.close()
         for r, w in silent:  # dropped at the handshake deadline
             assert await asyncio.wait_for(r.read(), 5) == b""
             w.close()
+        url = f"rtmp://127.0.0.1:{server.port}/live"
+        async with rtmpx.connect(url) as one, rtmpx.connect(url) as two:
+            one.play("a")
+            two.play("b")
+            with pytest.raises(rtmpx.ConnectionRejectedError, match="Server full"):
+                await rtmpx.connect(url, timeout=5)  # an _error, not a reset
         await wait_for(lambda: not server.connections, 5)
 
 
@@ -420,6 +422,7 @@ async def test_idle_connections_are_dropped_but_pinged_peers_stay() -> None:
             session.receive_data(await reader.read(65536))
             writer.write(session.data_to_send())
         async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live") as alive:
+            await alive.play("waiting")  # a player waiting for a publisher is not idle
             # the raw one never answers again (not even the pings): dropped
             started = time.monotonic()
             async with asyncio.timeout(10):
