@@ -100,8 +100,8 @@ class Packet:
     ``type_id`` is 8 (audio), 9 (video) or 18 (AMF0 data); ``header`` is
     True for sequence headers and metadata (never dropped), ``keyframe``
     for video keyframes; ``metadata`` is the decoded dict of an
-    ``onMetaData``.  ``shared`` holds forms derived once for many
-    subscribers (an RTMP player's chunk encoding, by chunk size and stream
+    ``onMetaData``.  ``shared`` (None until a subscriber needs it) holds
+    forms derived once for many subscribers (an RTMP player's chunk encoding, by chunk size and stream
     id).
     """
 
@@ -115,7 +115,7 @@ class Packet:
         self.header = header
         self.keyframe = keyframe
         self.metadata = metadata
-        self.shared: dict[Any, bytes] = {}
+        self.shared: dict[Any, bytes] | None = None
 
     @classmethod
     def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:

@@ -145,9 +145,12 @@ class PlayerSink:
             self.kick("write queue over twice max_queue")
             return
         shape = (self.output.session.chunk_size, self.stream_id)
-        data = packet.shared.get(shape)
+        shared = packet.shared
+        if shared is None:
+            shared = packet.shared = {}
+        data = shared.get(shape)
         if data is None:
-            data = packet.shared[shape] = encode_shared(type_id, packet.timestamp,
+            data = shared[shape] = encode_shared(type_id, packet.timestamp,
                                                         packet.payload, self.stream_id,
                                                         shape[0])
         self.output.session.send_shared(type_id, data)
