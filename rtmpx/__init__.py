@@ -22,17 +22,31 @@ from .errors import (
     StatusError,
 )
 from .media import Frame
-from .server import HubLimits, IncomingStream, Request, Server, StatsServer, StreamKey
+from .server import (
+    AllowApps,
+    Denied,
+    HubLimits,
+    IncomingStream,
+    Request,
+    Server,
+    StatsServer,
+    StreamKey,
+    TokenAuth,
+    all_of,
+    load_tokens,
+)
 from .session import ClientSession, ServerSession, SessionConfig
 
 __all__ = [
     "AMFDecodeError",
     "AMFEncodeError",
+    "AllowApps",
     "ChunkReader",
     "ChunkWriter",
     "Client",
     "ClientSession",
     "ConnectionRejectedError",
+    "Denied",
     "Frame",
     "HandshakeError",
     "HubLimits",
@@ -51,6 +65,9 @@ __all__ = [
     "StatusCode",
     "StatusError",
     "StreamKey",
+    "TokenAuth",
     "__version__",
+    "all_of",
     "connect",
+    "load_tokens",
 ]

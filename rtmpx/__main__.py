@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from . import __version__
@@ -53,8 +54,32 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
+def _access(apps: list[str], values: list[str], files: list[str],
+            env: str) -> Callable[..., Any] | None:
+    """The hook of one action's auth options: its applications and the tokens
+    of the options, the files and ``$env`` (None: nothing asked, open)."""
+    from .server.auth import AllowApps, TokenAuth, all_of, load_tokens
+
+    tokens = list(values)
+    for path in files:
+        tokens += load_tokens(path)
+    if env in os.environ:  # set but empty must not open the server to everyone
+        found = [token.strip() for token in os.environ[env].split(",") if token.strip()]
+        if not found:
+            raise ValueError(f"${env} is set but holds no token")
+        tokens += found
+    checks: list[Callable[..., Any]] = [AllowApps(apps)] if apps else []
+    if values or files or env in os.environ:
+        checks.append(TokenAuth(tokens))
+    return all_of(*checks) if checks else None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import Server, StatsServer
+
+    on_publish = _access(args.publish_app, args.publish_token, args.publish_token_file,
+                         "RTMPX_PUBLISH_TOKEN")
+    on_play = _access(args.play_app, args.play_token, args.play_token_file, "RTMPX_PLAY_TOKEN")
 
     tls = None
     if args.tls_cert:
@@ -66,7 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         server = Server(args.host, args.port, ssl=tls, record_dir=args.record,
                         push=args.push, pull=args.pull,
-                        duplicate_publish="replace" if args.replace else "reject")
+                        duplicate_publish="replace" if args.replace else "reject",
+                        on_publish=on_publish, on_play=on_play)
         await server.start()
         stats = None
         if args.stats_port is not None:
@@ -211,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a second publisher of a live key replaces the first (default: reject)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve RTMPS with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--publish-token", action="append", default=[], metavar="TOKEN",
+                       help="publishers need ?token=TOKEN in the stream key (or the server "
+                            "URL), repeatable; shows in ps: prefer --publish-token-file or "
+                            "$RTMPX_PUBLISH_TOKEN (tokens separated by commas)")
+    serve.add_argument("--publish-token-file", action="append", default=[], metavar="PATH",
+                       help="publish tokens from PATH, one a line (# comments), repeatable")
+    serve.add_argument("--publish-app", action="append", default=[], metavar="APP",
+                       help="allow publishing only to application APP (exact name), "
+                            "repeatable (default: any)")
+    serve.add_argument("--play-token", action="append", default=[], metavar="TOKEN",
+                       help="players need ?token=TOKEN (default: anyone may play), "
+                            "repeatable; prefer --play-token-file or $RTMPX_PLAY_TOKEN")
+    serve.add_argument("--play-token-file", action="append", default=[], metavar="PATH",
+                       help="play tokens from PATH, one a line (# comments), repeatable")
+    serve.add_argument("--play-app", action="append", default=[], metavar="APP",
+                       help="allow playing only from application APP (exact name), "
+                            "repeatable (default: any)")
     serve.set_defaults(func=_serve)
 
     pub = commands.add_parser("publish", help="publish an FLV file to an RTMP server")

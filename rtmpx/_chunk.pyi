@@ -48,6 +48,17 @@ class ChunkReader:
     @property
     def bytes_received(self) -> int:
         """Every byte ever given to :meth:`feed`."""
+    def set_limits(
+        self,
+        *,
+        max_message_size: int | None = None,
+        max_chunk_streams: int | None = None,
+        max_buffered: int | None = None,
+    ) -> None:
+        """Change limits (those given); they apply to what comes next.
+
+        A server keeps small limits until a peer's connect is accepted,
+        then raises them."""
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Consume ``data``; return every message it completes, in order.
 

@@ -209,6 +209,24 @@ cdef class ChunkReader:
         self._max_chunk_streams = max_chunk_streams
         self._max_buffered = max_buffered
 
+    def set_limits(self, *, max_message_size=None, max_chunk_streams=None, max_buffered=None):
+        """Change limits (those given); they apply to what comes next.
+
+        A server keeps small limits until a peer's connect is accepted,
+        then raises them."""
+        if max_message_size is not None:
+            _check_int("max_message_size", max_message_size, 0, 2**62)
+        if max_chunk_streams is not None:
+            _check_int("max_chunk_streams", max_chunk_streams, 1, 2**62)
+        if max_buffered is not None:
+            _check_int("max_buffered", max_buffered, 0, 2**62)
+        if max_message_size is not None:
+            self._max_message_size = max_message_size
+        if max_chunk_streams is not None:
+            self._max_chunk_streams = max_chunk_streams
+        if max_buffered is not None:
+            self._max_buffered = max_buffered
+
     def __dealloc__(self):
         cdef Py_ssize_t i
         if self._streams != NULL:

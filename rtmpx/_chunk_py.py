@@ -201,6 +201,30 @@ class ChunkReader:
         self._chunk_left = 0  # payload bytes still to come in the current chunk
         self._failed = False
 
+    def set_limits(
+        self,
+        *,
+        max_message_size: int | None = None,
+        max_chunk_streams: int | None = None,
+        max_buffered: int | None = None,
+    ) -> None:
+        """Change limits (those given); they apply to what comes next.
+
+        A server keeps small limits until a peer's connect is accepted,
+        then raises them."""
+        if max_message_size is not None:
+            _check_int("max_message_size", max_message_size, 0, 2**62)
+        if max_chunk_streams is not None:
+            _check_int("max_chunk_streams", max_chunk_streams, 1, 2**62)
+        if max_buffered is not None:
+            _check_int("max_buffered", max_buffered, 0, 2**62)
+        if max_message_size is not None:
+            self._max_message_size = max_message_size
+        if max_chunk_streams is not None:
+            self._max_chunk_streams = max_chunk_streams
+        if max_buffered is not None:
+            self._max_buffered = max_buffered
+
     @property
     def chunk_size(self) -> int:
         """The current inbound chunk size (128 until a Set Chunk Size)."""

@@ -259,7 +259,7 @@ class Client:
             await stream.close()
         if not self._closed_transport:
             self._closed_transport = True
-            log.debug("closing %s", self.url)
+            log.debug("closing %s", self.url.redacted)
             transport = self._transport
             if transport is not None and not self._lost:
                 if transport.can_write_eof():
@@ -276,7 +276,7 @@ class Client:
                 async with asyncio.timeout(self.timeout or 10.0):
                     await asyncio.shield(self._lost_fut)
             except TimeoutError:
-                log.warning("connection to %s did not close in time: aborting", self.url)
+                log.warning("connection to %s did not close in time: aborting", self.url.netloc)
                 if self._transport is not None:
                     self._transport.abort()
                 self._connection_lost(None)
@@ -588,11 +588,11 @@ async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
             await client._connect_fut
     except TimeoutError:
         client._fail(TimeoutError(f"connecting to {u.netloc} timed out"))
-        raise TimeoutError(f"connecting to {u} timed out after {timeout} s") from None
+        raise TimeoutError(f"connecting to {u.redacted} timed out after {timeout} s") from None
     except BaseException as exc:
         client._fail(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
         raise
-    log.info("connected to %s", u)
+    log.info("connected to %s", u.redacted)
     return client
 
 

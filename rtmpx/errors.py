@@ -29,6 +29,7 @@ __all__ = [
     "AMFDecodeError",
     "AMFEncodeError",
     "ConnectionRejectedError",
+    "Denied",
     "HandshakeError",
     "InvalidStateError",
     "ProtocolError",
@@ -95,3 +96,8 @@ class StatusError(RtmpError):
             return cls(default_code, "", {})
         return cls(status_text(info, "code", default_code), status_text(info, "description"),
                    info)
+
+
+class Denied(PermissionError):
+    """A hook's refusal (see :mod:`rtmpx.server.auth`); its message is the
+    reason the peer is told."""

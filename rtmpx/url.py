@@ -68,6 +68,14 @@ class RtmpURL:
         """The ``tcUrl`` of ``connect``: ``scheme://host:port/app``."""
         return f"{self.scheme}://{self.netloc}/{self.app}"
 
+    @property
+    def redacted(self) -> str:
+        """The URL without its query strings (which may carry a token): for logs."""
+        app = self.app.partition("?")[0]
+        stream = self.stream.partition("?")[0]
+        base = f"{self.scheme}://{self.netloc}/{app}"
+        return f"{base}/{stream}" if stream else base
+
     def __str__(self) -> str:
         base = self.tc_url
         return f"{base}/{self.stream}" if self.stream else base

@@ -714,6 +714,22 @@ def test_limit_arguments(mod: ModuleType) -> None:
         mod.ChunkReader(max_buffered=-1)
 
 
+def test_limits_can_be_raised_and_lowered(mod: ModuleType) -> None:
+    """A server holds small limits until connect, then raises them."""
+    big = h("03 000000 000008 14 00000000 0102030405060708")
+    r = mod.ChunkReader(max_message_size=4, max_chunk_streams=1)
+    r.set_limits(max_message_size=8, max_chunk_streams=2)
+    assert len(r.feed(big)) == 1
+    assert len(r.feed(h("04 000000 000001 14 00000000 01"))) == 1
+    r.set_limits(max_message_size=7)
+    with pytest.raises(ProtocolError, match="max_message_size=7"):
+        r.feed(big)
+    with pytest.raises(ValueError):
+        r.set_limits(max_buffered=-1)
+    with pytest.raises(TypeError):
+        r.set_limits(8)  # keyword-only
+
+
 def test_declared_length_reserves_nothing(mod: ModuleType) -> None:
     """A header declaring 16 MiB followed by a trickle allocates a trickle."""
     r = mod.ChunkReader(max_message_size=0xFFFFFF, max_buffered=0xFFFFFF)

@@ -8,7 +8,6 @@ every process started here is stopped at the end of its test.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
 import subprocess
@@ -175,21 +174,6 @@ async def test_play_from_ffmpeg(sample: Sample, procs: list[subprocess.Popen[byt
 
 # --- RTMPS: FFmpeg cannot listen with TLS ("rtmp_listen not available for rtmps"), so
 # a TLS-terminating proxy in front of a plain `ffmpeg -listen 1` is the peer.
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (valid one day) and its key."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-days", "1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, timeout=60, capture_output=True)
-    return cert, key
-
 
 @pytest.fixture
 async def tls_proxy(certificate: tuple[Path, Path]

@@ -9,15 +9,29 @@
 * :mod:`~rtmpx.server.recorder` - FLV recording on threads of its own.
 * :mod:`~rtmpx.server.relay` - push and pull relays.
 * :mod:`~rtmpx.server.hooks` - :class:`Request` and the hooks.
+* :mod:`~rtmpx.server.auth` - ready-made checks: tokens, application allow-lists.
 * :mod:`~rtmpx.server.stats` - stats, JSON and Prometheus over HTTP.
 """
 
 from __future__ import annotations
 
+from .auth import AllowApps, Denied, TokenAuth, all_of, load_tokens
 from .hooks import Request
 from .hub import HubLimits, StreamKey
 from .ingest import IncomingStream
 from .server import Server
 from .stats import StatsServer
 
-__all__ = ["HubLimits", "IncomingStream", "Request", "Server", "StatsServer", "StreamKey"]
+__all__ = [
+    "AllowApps",
+    "Denied",
+    "HubLimits",
+    "IncomingStream",
+    "Request",
+    "Server",
+    "StatsServer",
+    "StreamKey",
+    "TokenAuth",
+    "all_of",
+    "load_tokens",
+]

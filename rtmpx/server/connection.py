@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class ConnectionContext:
     session_config: SessionConfig
     limits: HubLimits
     handshake_timeout: float
+    connect_timeout: float
     idle_timeout: float
     max_connections: int
     replace: bool
@@ -72,6 +74,7 @@ class ConnectionContext:
     max_half_open: int = 128
     max_half_open_per_ip: int = 8
     max_connections_per_ip: int | None = None
+    ssl: _ssl.SSLContext | None = None
     connections: set[Connection] = field(default_factory=set)
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
@@ -134,6 +137,9 @@ class Connection(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._abort_later: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._stage = ""         # what the half-open deadline waits for
+        self._tls: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []   # bytes that came with the end of the TLS handshake
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -153,26 +159,62 @@ class Connection(asyncio.Protocol):
             return
         ctx.connections.add(self)
         tp.set_write_buffer_limits(high=ctx.limits.max_queue)
-        # half-open until connect is accepted: a budget of its own, in which
-        # a newcomer evicts the oldest (never the other way round), and a
-        # deadline kept on time
+        # half-open until connect is accepted (TLS handshake included): a
+        # budget of its own, in which a newcomer evicts the oldest (never
+        # the other way round), and a deadline per stage kept on time
         ctx.half_open[self] = None
         same_ip = [c for c in ctx.half_open if c.ip == self.ip]
         if len(same_ip) > ctx.max_half_open_per_ip:
             same_ip[0].evict(f"max_half_open_per_ip={ctx.max_half_open_per_ip}")
         if len(ctx.half_open) > ctx.max_half_open:
             next(iter(ctx.half_open)).evict(f"max_half_open={ctx.max_half_open}")
-        self._deadline = asyncio.get_running_loop().call_later(ctx.handshake_timeout,
-                                                               self._too_late)
+        if ctx.ssl is not None:
+            tp.pause_reading()  # the TLS layer takes the bytes from here
+            self._tls = asyncio.ensure_future(self._start_tls(tp, ctx.ssl))
+            self._arm("TLS handshake", ctx.handshake_timeout)
+        else:
+            self._arm("C0+C1", ctx.handshake_timeout)
+
+    async def _start_tls(self, raw: asyncio.Transport, context: _ssl.SSLContext) -> None:
+        """RTMPS: the TLS handshake, counted as half-open (asyncio's own
+        TLS server would hide it from us until it is done)."""
+        loop = asyncio.get_running_loop()
+        tp: asyncio.Transport | None = None
+        try:
+            tp = await loop.start_tls(raw, self, context, server_side=True,
+                                      ssl_handshake_timeout=self.context.handshake_timeout)
+        except (OSError, _ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            log.info("%s: TLS handshake failed: %s", self.peer, exc)
+        finally:
+            self._tls = None
+        if tp is None or self.closed:
+            if tp is not None:
+                tp.abort()
+            raw.abort()
+            if not self.lost.done():
+                self.connection_lost(None)
+            return
+        self.transport = tp
+        tp.set_write_buffer_limits(high=self.context.limits.max_queue)
+        self._arm("C0+C1", self.context.handshake_timeout)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self._tls is not None:
+            # decrypted before start_tls returned the transport to answer on
+            self._early.append(data)
             return
         self.last_rx = time.monotonic()
         self.bytes_in += len(data)
         try:
             for event in self.session.receive_data(data):
                 self._event(event)
+            if self._deadline is not None:
+                self._next_stage()
         except ProtocolError as exc:
             log.warning("%s broke the protocol: %s", self.peer, exc)
             self.abort()
@@ -186,6 +228,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._established()
+        if self._tls is not None:
+            self._tls.cancel()
         if self._abort_later is not None:
             self._abort_later.cancel()
         if not self.lost.done():
@@ -251,11 +295,28 @@ class Connection(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
 
-    def _too_late(self) -> None:
+    def _arm(self, stage: str, timeout: float) -> None:
+        """The next half-open stage must be over within ``timeout`` seconds."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._stage = stage
+        self._deadline = asyncio.get_running_loop().call_later(timeout, self._too_late, timeout)
+
+    def _next_stage(self) -> None:
+        """After input: re-arm the deadline when the session moved on."""
+        state = self.session.state
+        ctx = self.context
+        if state is ConnectionState.HANDSHAKE:
+            if self.session.hello_received and self._stage == "C0+C1":
+                self._arm("C2", ctx.handshake_timeout)
+        elif (state in (ConnectionState.AWAIT_CONNECT, ConnectionState.CONNECT_PENDING)
+              and self._stage in ("C0+C1", "C2")):
+            self._arm("connect", ctx.connect_timeout)
+
+    def _too_late(self, timeout: float) -> None:
         self._deadline = None
         if not self.closed:
-            log.warning("%s: no handshake+connect within %.0f s", self.peer,
-                        self.context.handshake_timeout)
+            log.warning("%s: %s not done within %.0f s", self.peer, self._stage, timeout)
             self.abort()
 
     def close(self) -> None:
@@ -266,6 +327,9 @@ class Connection(asyncio.Protocol):
         the end of what we sent: an ``_error``, an UnpublishNotify.)"""
         transport = self.transport
         if transport is None or self.closed:
+            return
+        if self._tls is not None:  # nothing owed before TLS is up
+            self.abort()
             return
         self.flush()
         self.closed = True

@@ -131,8 +131,7 @@ class Hooks:
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # noqa: BLE001 - a hook that raises rejects, with its reason
-            log.info("%s hook rejected %s: %s", name, request.key, exc)
-            return False, str(exc) or type(exc).__name__
+            return False, str(exc) or type(exc).__name__  # the connection logs it
         if result is False:
             return False, ""
         return True, ""

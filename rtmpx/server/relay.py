@@ -117,7 +117,8 @@ class Pusher:
                     stream = await client.publish(self.name)
                     self.connected = True
                     backoff = 1.0
-                    log.info("pushing %s to %s/%s", self.publication.key, self.url, self.name)
+                    log.info("pushing %s to %s", self.publication.key,
+                             parse_url(f"{self.url.rstrip('/')}/{self.name}").redacted)
                     await self._forward(stream)
                     await stream.close()
                     return
@@ -301,7 +302,7 @@ class Relays:
             origin = parse_url(self.pull_url)
             url = str(origin) if origin.app else f"{self.pull_url.rstrip('/')}/{key.app}"
             self.pullers[key] = Puller(self, key, url)
-            log.info("pulling %s from %s", key, url)
+            log.info("pulling %s from %s", key, parse_url(url).redacted)
         elif not channel.players and puller is not None:
             log.info("last player of %s left: dropping the pull", key)
             puller.close()

@@ -88,7 +88,9 @@ class Server:
     """An RTMP server: live relay, recording, ingest API, relays.
 
     Every argument has a safe default; the limits are security settings:
-    ``handshake_timeout`` (handshake and connect must be done by then),
+    ``handshake_timeout`` (for each stage of the handshake: TLS, C0+C1,
+    C2), ``connect_timeout`` (from the handshake until connect is accepted,
+    the ``on_connect`` hook included),
     ``idle_timeout`` (nothing received for that long: disconnect; a ping
     is sent first; a connection we paused is not idle; a connection that
     neither publishes nor plays for that long is closed too, whatever
@@ -123,7 +125,8 @@ class Server:
                  ssl: _ssl.SSLContext | None = None,
                  session_config: SessionConfig | None = None,
                  limits: HubLimits | None = None,
-                 handshake_timeout: float = 10.0,
+                 handshake_timeout: float = 5.0,
+                 connect_timeout: float = 10.0,
                  idle_timeout: float = 60.0,
                  hold_timeout: float = 60.0,
                  max_connections: int = 1000,
@@ -161,6 +164,7 @@ class Server:
         self.context = ConnectionContext(
             hub=self.hub, hooks=self.hooks, session_config=self.session_config,
             limits=self.limits, handshake_timeout=handshake_timeout,
+            connect_timeout=connect_timeout, ssl=ssl,
             idle_timeout=idle_timeout, max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip, max_half_open=max_half_open,
             max_half_open_per_ip=max_half_open_per_ip,
@@ -186,8 +190,7 @@ class Server:
         loop = asyncio.get_running_loop()
         context = self.context
         self._server = await loop.create_server(
-            lambda: Connection(context), self.host, self.port, ssl=self.ssl, reuse_address=True,
-            ssl_handshake_timeout=context.handshake_timeout if self.ssl is not None else None)
+            lambda: Connection(context), self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.monotonic()
         self._ticker = asyncio.create_task(self._tick())

@@ -68,7 +68,10 @@ class SessionConfig:
     expanded; ``amf_references``: whether a body may use AMF object
     references at all - FFmpeg, OBS and Flash never send them there), and
     the commands a server holds while its application decides a connect
-    (``max_deferred``).  ``accept_calls``
+    (``max_deferred``).  Until connect is done, smaller limits hold:
+    ``max_connect_message`` bytes for one message and for all incomplete
+    ones, and ``max_connect_chunk_streams`` chunk streams (a connect and
+    what an encoder pipelines after it fit with room to spare).  ``accept_calls``
     names the custom commands the application answers itself (with
     ``result``/``error``); any other unknown command is answered with
     ``_error`` at once.
@@ -82,6 +85,8 @@ class SessionConfig:
     max_buffered: int = 16 * 1024 * 1024
     max_streams: int = 16
     max_deferred: int = 16
+    max_connect_message: int = 64 * 1024
+    max_connect_chunk_streams: int = 8
     amf_max_depth: int = 64
     amf_max_values: int = 100_000
     amf_references: bool = False
@@ -165,9 +170,11 @@ class Session:
     def __init__(self, config: SessionConfig | None) -> None:
         self.config = config if config is not None else SessionConfig()
         cfg = self.config
-        self._reader = ChunkReader(max_message_size=cfg.max_message_size,
-                                   max_chunk_streams=cfg.max_chunk_streams,
-                                   max_buffered=cfg.max_buffered)
+        # small limits until connect is done (see _connected)
+        self._reader = ChunkReader(
+            max_message_size=min(cfg.max_message_size, cfg.max_connect_message),
+            max_chunk_streams=min(cfg.max_chunk_streams, cfg.max_connect_chunk_streams),
+            max_buffered=min(cfg.max_buffered, cfg.max_connect_message))
         self._writer = ChunkWriter()
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -178,6 +185,7 @@ class Session:
         self._window_sent = 0        # the Window Ack Size we last told the peer
         self._failed: ProtocolError | None = None
         self._in_aggregate = False
+        self._hello = False
         self.object_encoding = 0
 
     # -- the I/O edge ---------------------------------------------------------
@@ -220,6 +228,12 @@ class Session:
         return self._state
 
     @property
+    def hello_received(self) -> bool:
+        """Whether the peer's first handshake packet (C0+C1, or S0+S1) is
+        in: a server then waits for C2."""
+        return self._hello
+
+    @property
     def bytes_received(self) -> int:
         """Chunk-stream bytes received (after the handshake)."""
         return int(self._reader.bytes_received)
@@ -239,6 +253,7 @@ class Session:
         hs = self._handshake
         reply = hs.feed(data)
         if reply:
+            self._hello = True
             self._out.append(reply)
         if not hs.done:
             return b""
@@ -258,8 +273,18 @@ class Session:
         row = self._connection_table.get((self._state, what))
         if row is None:
             raise _table_error(name or what.value, self._state, local)
+        before = self._state
         action, self._state = row
+        if self._state is ConnectionState.CONNECTED and before is not ConnectionState.CONNECTED:
+            self._connected()
         return action
+
+    def _connected(self) -> None:
+        """Connect is done: the full limits hold from now on."""
+        cfg = self.config
+        self._reader.set_limits(max_message_size=cfg.max_message_size,
+                                max_chunk_streams=cfg.max_chunk_streams,
+                                max_buffered=cfg.max_buffered)
 
     def _stream_input(self, stream: MessageStream, what: StreamInput, *, local: bool = False) -> Action:
         """Apply one transition of the stream table, or refuse it."""

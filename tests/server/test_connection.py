@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
+import ssl
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +27,9 @@ from rtmpx.events import (
 from rtmpx.server import HubLimits, Request, Server
 
 from ..peers import (
+    AVC_SEQ,
     RawPeer,
+    avc_frame,
     channel,
     live,
     publish_frames,
@@ -416,6 +421,93 @@ async def test_idle_sockets_cannot_lock_users_out() -> None:
             await peer.close()
         for _, writer in idle:
             writer.close()
+
+
+async def test_each_half_open_stage_has_its_own_deadline() -> None:
+    """Issue 8: one deadline for everything before connect let a trickling
+    peer use all of it; each stage now has its own, kept on time."""
+    async with Server(port=0, handshake_timeout=1.0, connect_timeout=3.0) as server:
+        loop = asyncio.get_running_loop()
+
+        async def until_closed(reader: asyncio.StreamReader) -> float:
+            start = loop.time()
+            while await asyncio.wait_for(reader.read(65536), 10):
+                pass
+            return loop.time() - start
+
+        # nothing at all, then C0 only: dropped after handshake_timeout
+        for first in (b"", b"\x03"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(first)
+            assert await until_closed(reader) < 3.0
+            writer.close()
+        # C0+C1, then nothing: S0+S1+S2 come, then the C2 deadline
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x03" + bytes(1536))
+        assert len(await asyncio.wait_for(reader.readexactly(3073), 5)) == 3073
+        assert await until_closed(reader) < 3.0
+        writer.close()
+        # the whole handshake, then no connect: handshake_timeout is over,
+        # connect_timeout is not
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x03" + bytes(1536))
+        await asyncio.wait_for(reader.readexactly(3073), 5)
+        writer.write(bytes(1536))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 1.6)
+        assert await until_closed(reader) < 3.0
+        writer.close()
+        await wait_for(lambda: not server.connections, 5)
+
+
+async def test_rtmps_publish_and_play(certificate: tuple[Path, Path]) -> None:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certificate)
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    async with Server(port=0, ssl=tls) as server:
+        url = f"rtmps://127.0.0.1:{server.port}/live/tls"
+        async with rtmpx.connect(url, ssl=trust) as client:
+            async def play() -> int:
+                return len([m async for m in client.play() if m.kind == "video"])
+
+            player = asyncio.create_task(play())
+            await wait_for(lambda: sinks(server, "live/tls") == 1, 5)
+            async with rtmpx.connect(url, ssl=trust) as pub, await pub.publish() as out:
+                await out.send_video(0, AVC_SEQ)
+                for i in range(10):
+                    await out.send_video(40 * i, avc_frame(i == 0, i, 100))
+            assert await asyncio.wait_for(player, 10) == 11
+
+
+async def test_tls_handshakes_count_as_half_open(certificate: tuple[Path, Path]) -> None:
+    """Issue 8: RTMPS sockets were not counted until TLS was done and kept
+    asyncio's 60 s TLS deadline.  Now a TLS handshake is half-open: in the
+    budget (a newcomer evicts the oldest) and under handshake_timeout."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certificate)
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    async with Server(port=0, ssl=tls, handshake_timeout=30.0, max_half_open=20,
+                      max_half_open_per_ip=5) as server:
+        idle = []
+        for _ in range(50):
+            idle.append(await asyncio.open_connection("127.0.0.1", server.port))
+        await wait_for(lambda: len(server.context.half_open) == 5, 5)
+        await wait_for(lambda: len(server.connections) == 5, 5)
+        for reader, _ in idle[:45]:  # evicted by newer ones, long before the deadline
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        # a newcomer from another address: TLS, then the RTMP handshake
+        sock = socket.socket()
+        sock.bind(("127.0.0.2", 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            sock=sock, ssl=trust, server_hostname="127.0.0.1"), 5)
+        writer.write(b"\x03" + bytes(1536))
+        assert len(await asyncio.wait_for(reader.readexactly(3073), 5)) == 3073
+        writer.close()
+        for _, writer in idle:
+            writer.close()
+        await wait_for(lambda: not server.context.half_open, 5)
 
 
 async def test_per_address_cap_on_established_connections() -> None:

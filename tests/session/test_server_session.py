@@ -205,6 +205,43 @@ def test_held_commands_are_bounded() -> None:
         server.receive_data(w.encode(command("_checkbw", 9, None)))
 
 
+def test_small_limits_hold_until_connect_is_accepted() -> None:
+    """Before connect is accepted, one peer cannot make the server hold
+    more than max_connect_message bytes (a 1 MiB connect object used to be
+    taken, decoded and kept)."""
+    w = ChunkWriter()
+    big = {"app": "live", "pad": "x" * 70_000}
+    pair = Pair()
+    pair.pump()
+    with pytest.raises(ProtocolError, match="max_message_size=65536"):
+        pair.server.receive_data(w.encode(command("connect", 1, big)))
+    w = ChunkWriter()
+    pair = Pair()
+    pair.pump()
+    server = pair.server
+    server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
+    with pytest.raises(ProtocolError, match="max_message_size=65536"):  # still pending
+        server.receive_data(w.encode(command("releaseStream", 2, None, "x" * 70_000)))
+    w = ChunkWriter()
+    pair = Pair()
+    pair.pump()
+    server = pair.server
+    server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
+    server.accept_connect()
+    events = server.receive_data(w.encode(command("releaseStream", 2, None, "x" * 70_000)))
+    assert [type(e).__name__ for e in events] == ["ReleaseStream"]
+
+
+def test_chunk_streams_before_connect_are_few() -> None:
+    pair = Pair()
+    pair.pump()
+    # fmt 0 headers of 200-byte commands, each cut after its first chunk
+    data = b"".join(bytes([3 + i]) + bytes.fromhex("000000 0000c8 14 00000000") + bytes(128)
+                    for i in range(9))
+    with pytest.raises(ProtocolError, match="more than 8 chunk streams"):
+        pair.server.receive_data(data)
+
+
 def test_commands_held_then_connect_rejected_are_dropped() -> None:
     pair = Pair()
     pair.pump()
