@@ -74,6 +74,55 @@ def _access(apps: list[str], values: list[str], files: list[str],
     return all_of(*checks) if checks else None
 
 
+def _limit_defaults() -> dict[str, Any]:
+    """The default of every limit in :data:`rtmpx.server.limits.LIMITS`."""
+    import dataclasses
+    import inspect
+
+    from .server import HubLimits, Server
+    from .session import SessionConfig
+
+    found: dict[str, Any] = {
+        name: p.default for name, p in inspect.signature(Server).parameters.items()}
+    for cls in (HubLimits, SessionConfig):
+        found.update((f.name, f.default) for f in dataclasses.fields(cls))
+    return found
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    from .server.limits import LIMITS
+
+    group = parser.add_argument_group(
+        "limits", "security settings; the README's Security section lists them")
+    defaults = _limit_defaults()
+    for limit in LIMITS:
+        default = defaults[limit.keyword]
+        group.add_argument(limit.option, dest=limit.keyword, type=limit.type, metavar="N",
+                           help=f"{limit.help} ({'off' if default is None else default})")
+
+
+def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Server`` keywords of the limit options given."""
+    import dataclasses
+
+    from .server import HubLimits
+    from .server.limits import LIMITS
+    from .session import SessionConfig
+
+    given = {limit: getattr(args, limit.keyword) for limit in LIMITS}
+    chosen = {limit.keyword: value for limit, value in given.items() if value is not None}
+    kwargs = {k: v for k, v in chosen.items()
+              if any(lim.keyword == k and lim.where == "server" for lim in LIMITS)}
+    hub = {f.name: chosen[f.name] for f in dataclasses.fields(HubLimits) if f.name in chosen}
+    session = {f.name: chosen[f.name] for f in dataclasses.fields(SessionConfig)
+               if f.name in chosen}
+    if hub:
+        kwargs["limits"] = HubLimits(**hub)
+    if session:
+        kwargs["session_config"] = SessionConfig(**session)
+    return kwargs
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import Server, StatsServer
 
@@ -92,7 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
         server = Server(args.host, args.port, ssl=tls, record_dir=args.record,
                         push=args.push, pull=args.pull,
                         duplicate_publish="replace" if args.replace else "reject",
-                        on_publish=on_publish, on_play=on_play)
+                        on_publish=on_publish, on_play=on_play, **_limit_settings(args))
         await server.start()
         stats = None
         if args.stats_port is not None:
@@ -254,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--play-app", action="append", default=[], metavar="APP",
                        help="allow playing only from application APP (exact name), "
                             "repeatable (default: any)")
+    _limit_options(serve)
     serve.set_defaults(func=_serve)
 
     pub = commands.add_parser("publish", help="publish an FLV file to an RTMP server")

@@ -48,6 +48,9 @@ class ChunkReader:
     @property
     def bytes_received(self) -> int:
         """Every byte ever given to :meth:`feed`."""
+    @property
+    def buffered(self) -> int:
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
     def set_limits(
         self,
         *,

@@ -245,6 +245,11 @@ cdef class ChunkReader:
         """Every byte ever given to :meth:`feed`."""
         return self._received
 
+    @property
+    def buffered(self):
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
+        return self._buffered
+
     def feed(self, data):
         """Consume ``data``; return every message it completes, in order."""
         cdef Py_buffer view

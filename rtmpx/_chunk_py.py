@@ -235,6 +235,11 @@ class ChunkReader:
         """Every byte ever given to :meth:`feed`."""
         return self._received
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
+        return self._buffered
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Consume ``data``; return every message it completes, in order."""
         if self._failed:

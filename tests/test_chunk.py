@@ -721,6 +721,7 @@ def test_limits_can_be_raised_and_lowered(mod: ModuleType) -> None:
     r.set_limits(max_message_size=8, max_chunk_streams=2)
     assert len(r.feed(big)) == 1
     assert len(r.feed(h("04 000000 000001 14 00000000 01"))) == 1
+    assert r.buffered == 0
     r.set_limits(max_message_size=7)
     with pytest.raises(ProtocolError, match="max_message_size=7"):
         r.feed(big)
@@ -728,6 +729,9 @@ def test_limits_can_be_raised_and_lowered(mod: ModuleType) -> None:
         r.set_limits(max_buffered=-1)
     with pytest.raises(TypeError):
         r.set_limits(8)  # keyword-only
+    r = mod.ChunkReader()
+    r.feed(h("03 000000 000008 14 00000000 010203"))
+    assert r.buffered == 3
 
 
 def test_declared_length_reserves_nothing(mod: ModuleType) -> None:

@@ -97,3 +97,32 @@ def test_publish_to_nowhere_is_a_clean_error(tmp_path: Path, sample: Sample) -> 
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "rtmpx: error:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_limit_has_a_serve_option_and_a_readme_row() -> None:
+    """The README's limits table, `rtmpx serve` and the API agree."""
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from rtmpx.__main__ import _limit_settings, build_parser
+    from rtmpx.server import HubLimits, Server
+    from rtmpx.server.limits import LIMITS
+    from rtmpx.session import SessionConfig
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    owners = {"server": set(inspect.signature(Server).parameters),
+              "hub": {f.name for f in dataclasses.fields(HubLimits)},
+              "session": {f.name for f in dataclasses.fields(SessionConfig)}}
+    argv = ["serve"]
+    for limit in LIMITS:
+        assert limit.keyword in owners[limit.where]
+        assert f"({limit.keyword}=)` | `{limit.option}` |" in readme
+        argv += [limit.option, "7"]
+    kwargs = _limit_settings(build_parser().parse_args(argv))
+    assert kwargs.pop("limits") == HubLimits(max_queue=7, max_lag=7.0, max_gop_bytes=7,
+                                             max_gop_entries=7)
+    config = kwargs.pop("session_config")
+    assert all(getattr(config, lim.keyword) == 7 for lim in LIMITS if lim.where == "session")
+    assert kwargs == {lim.keyword: lim.type(7) for lim in LIMITS if lim.where == "server"}
+    assert _limit_settings(build_parser().parse_args(["serve"])) == {}

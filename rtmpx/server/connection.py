@@ -44,6 +44,7 @@ from ..events import (
 from ..session import ConnectionState, ServerSession, SessionConfig
 from .hooks import Hooks, Request
 from .hub import Channel, Hub, HubLimits, Publication
+from .limits import limit_hit
 from .player import PlayerSink
 
 __all__ = ["CLOSE_TIMEOUT", "Connection", "ConnectionContext", "RtmpPublisher"]
@@ -216,7 +217,7 @@ class Connection(asyncio.Protocol):
             if self._deadline is not None:
                 self._next_stage()
         except ProtocolError as exc:
-            log.warning("%s broke the protocol: %s", self.peer, exc)
+            limit_hit("protocol", self.peer, str(exc)[:200])
             self.abort()
             return
         except Exception:  # a bug: it costs this connection, never the server
@@ -265,8 +266,8 @@ class Connection(asyncio.Protocol):
         if out and transport is not None and not self.closed:
             transport.write(out)
             if transport.get_write_buffer_size() > self.context.max_write_buffer:
-                log.warning("%s: write buffer over %d bytes: disconnecting", self.peer,
-                            self.context.max_write_buffer)
+                limit_hit(f"max_write_buffer={self.context.max_write_buffer}", self.peer,
+                          "does not read: disconnected")
                 self.abort()
 
     def queued_bytes(self) -> int:
@@ -284,7 +285,7 @@ class Connection(asyncio.Protocol):
 
     def evict(self, reason: str) -> None:
         """A half-open connection makes room for a newer one."""
-        log.warning("%s: dropped before connect for a newcomer (%s)", self.peer, reason)
+        limit_hit(reason, self.peer, "dropped before connect for a newcomer")
         self._established()
         self.abort()
 
@@ -316,7 +317,8 @@ class Connection(asyncio.Protocol):
     def _too_late(self, timeout: float) -> None:
         self._deadline = None
         if not self.closed:
-            log.warning("%s: %s not done within %.0f s", self.peer, self._stage, timeout)
+            name = "connect_timeout" if self._stage == "connect" else "handshake_timeout"
+            limit_hit(f"{name}={timeout:g}", self.peer, f"{self._stage} not done in time")
             self.abort()
 
     def close(self) -> None:
@@ -380,18 +382,18 @@ class Connection(asyncio.Protocol):
         if self.publications or self.players or self in ctx.half_open:
             self._active = now
         if self._write_paused and now - self._write_paused_since > ctx.idle_timeout:
-            log.warning("%s: has not read what we sent for %.0f s", self.peer,
-                        ctx.idle_timeout)
+            limit_hit(f"idle_timeout={ctx.idle_timeout:g}", self.peer,
+                      "has not read what we sent")
             self.abort()
         elif not self._reading:
             self.last_rx = now  # paused by a follower (for a bounded time): not idle
         elif now - self.last_rx > ctx.idle_timeout:
-            log.warning("%s: idle for %.0f s", self.peer, ctx.idle_timeout)
+            limit_hit(f"idle_timeout={ctx.idle_timeout:g}", self.peer, "sent nothing")
             self.abort()
         elif now - self._active > ctx.idle_timeout:
             # answering pings alone does not keep a slot
-            log.warning("%s: nothing published or played for %.0f s", self.peer,
-                        ctx.idle_timeout)
+            limit_hit(f"idle_timeout={ctx.idle_timeout:g}", self.peer,
+                      "neither published nor played")
             self.close()
         elif (now - self.last_rx > ctx.idle_timeout / 3
               and now - self._pinged > ctx.idle_timeout / 3
@@ -469,7 +471,9 @@ class Connection(asyncio.Protocol):
             return
         self.app, self.tc_url, self.connect_params = event.app, event.tc_url, event.params
         if ok:
-            why = self._over_limits()
+            limit, why = self._over_limits()
+            if limit:
+                limit_hit(limit, self.peer, "connect refused")
         if not ok or why:
             self.session.reject_connect(why or "Connection rejected.")
             log.info("%s: connect to %r rejected: %s", self.peer, event.app, why)
@@ -481,15 +485,18 @@ class Connection(asyncio.Protocol):
         for later in self.session.accept_connect():  # commands sent while we decided
             self._event(later)
 
-    def _over_limits(self) -> str:
-        """Why an established connection more is refused ("" if it is not)."""
+    def _over_limits(self) -> tuple[str, str]:
+        """The limit an established connection more would break, and the
+        reason the peer is told (empty if none)."""
         ctx = self.context
         if ctx.established() >= ctx.max_connections:
-            return f"Server full (max_connections={ctx.max_connections})."
+            limit = f"max_connections={ctx.max_connections}"
+            return limit, f"Server full ({limit})."
         per_ip = ctx.max_connections_per_ip
         if per_ip is not None and ctx.established(self.ip) >= per_ip:
-            return f"Too many connections from {self.ip} (max_connections_per_ip={per_ip})."
-        return ""
+            limit = f"max_connections_per_ip={per_ip}"
+            return limit, f"Too many connections from {self.ip} ({limit})."
+        return "", ""
 
     def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
         publish_type = event.publish_type if isinstance(event, PublishRequest) else ""
@@ -503,6 +510,10 @@ class Connection(asyncio.Protocol):
         if self.closed or not self.session.is_pending(event):
             return  # gone, or the client closed the stream while we decided
         stream_id = event.stream_id
+        budget = ctx.hub.budget
+        if ok and budget.over:
+            ok, why = False, f"Server busy (max_memory={budget.limit})."
+            limit_hit(f"max_memory={budget.limit}", self.peer, f"publish {request.key} refused")
         if not ok:
             self.session.reject_publish(stream_id, why or "Publish rejected.",
                                         code=StatusCode.PUBLISH_REJECTED)

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
 from ..media import is_sequence_header, is_video_keyframe
+from .limits import MemoryBudget
 
 __all__ = [
     "PACKET_OVERHEAD",
@@ -85,13 +86,16 @@ class HubLimits:
     ``max_queue``: bytes a player may have queued before video is dropped
     to the next keyframe; ``max_lag``: seconds a player may stay behind
     (its queue above half of ``max_queue``) before it is disconnected;
-    ``max_gop_bytes``: the largest GOP cache (a longer GOP is not cached:
-    late joiners wait for the next keyframe).
+    ``max_gop_bytes`` and ``max_gop_entries``: the largest GOP cache, in
+    bytes (each packet charged its payload plus :data:`PACKET_OVERHEAD`)
+    and in packets (a longer GOP is not cached: late joiners wait for the
+    next keyframe).
     """
 
     max_queue: int = 4 * 1024 * 1024
     max_lag: float = 10.0
     max_gop_bytes: int = 32 * 1024 * 1024
+    max_gop_entries: int = 10_000
 
 
 class Packet:
@@ -160,6 +164,10 @@ class Subscriber(Protocol):
     def publish_ended(self, publication: Publication, reason: str) -> None:
         """The publication ended (``"unpublish"``, ``"disconnect"``,
         ``"replaced"``, ``"shutdown"``, ...)."""
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes it holds, not delivered yet (charged to the memory budget)."""
 
 
 class Holder(Subscriber, Protocol):
@@ -294,9 +302,11 @@ class Publication:
 class Channel:
     """One stream key: its publication, GOP cache and players."""
 
-    def __init__(self, key: StreamKey, limits: HubLimits) -> None:
+    def __init__(self, key: StreamKey, limits: HubLimits,
+                 budget: MemoryBudget | None = None) -> None:
         self.key = key
         self.limits = limits
+        self.budget = budget if budget is not None else MemoryBudget(1 << 62)
         self.publication: Publication | None = None
         self.players: list[Subscriber] = []
         self.metadata: dict[str, Any] | None = None
@@ -324,7 +334,12 @@ class Channel:
         """Forget the cached stream state (a publisher left or arrived)."""
         self.metadata = None
         self._metadata = self._video_header = self._audio_header = None
+        self.drop_gop()
+
+    def drop_gop(self) -> None:
+        """Forget the GOP cache until the next keyframe."""
         self._gop.clear()
+        self.budget.gop -= self.gop_bytes
         self.gop_bytes = 0
         self._gop_valid = False
 
@@ -342,17 +357,19 @@ class Channel:
                 self._audio_header = packet
             return
         if packet.keyframe:
-            self._gop.clear()
-            self.gop_bytes = 0
+            self.drop_gop()
             self._gop_valid = True
         if not self._gop_valid:
             return
-        self.gop_bytes += len(packet.payload)
-        if self.gop_bytes > self.limits.max_gop_bytes:
-            self._gop.clear()   # too long a GOP to keep: late joiners wait for a keyframe
-            self.gop_bytes = 0
-            self._gop_valid = False
+        size = len(packet.payload) + PACKET_OVERHEAD
+        limits = self.limits
+        if (self.gop_bytes + size > limits.max_gop_bytes
+                or len(self._gop) >= limits.max_gop_entries
+                or not self.budget.room_for_gop(size)):
+            self.drop_gop()  # too long a GOP to keep: late joiners wait for a keyframe
             return
+        self.gop_bytes += size
+        self.budget.gop += size
         self._gop.append(packet)
 
     def startup(self) -> Iterator[Packet]:
@@ -368,9 +385,12 @@ class Hub:
     """All channels of a server, by :class:`StreamKey`."""
 
     def __init__(self, limits: HubLimits | None = None,
-                 observer: HubObserver | None = None) -> None:
+                 observer: HubObserver | None = None,
+                 budget: MemoryBudget | None = None) -> None:
         self.limits = limits if limits is not None else HubLimits()
         self.observer = observer
+        #: GOP caches are charged to it; see :class:`~rtmpx.server.limits.MemoryBudget`
+        self.budget = budget if budget is not None else MemoryBudget(1 << 62)
         self.channels: dict[StreamKey, Channel] = {}
         self.closed = False
 
@@ -381,7 +401,7 @@ class Hub:
     def _channel(self, key: StreamKey) -> Channel:
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(key, self.limits)
+            channel = self.channels[key] = Channel(key, self.limits, self.budget)
         return channel
 
     def _discard_if_idle(self, channel: Channel) -> None:
@@ -460,6 +480,14 @@ class Hub:
         if self.observer is not None:
             _safely(self.observer.demand_changed, channel)
         self._discard_if_idle(channel)
+
+    def drop_caches(self) -> int:
+        """Forget every GOP cache (the memory budget is spent); returns the
+        bytes released."""
+        released = self.budget.gop
+        for channel in self.channels.values():
+            channel.drop_gop()
+        return released
 
     def expire_holds(self, now: float, limit: float) -> None:
         """:meth:`Publication.expire_holds` for every publication."""

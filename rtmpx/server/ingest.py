@@ -64,6 +64,11 @@ class IncomingStream:
         """What the buffer holds now, as charged against ``max_bytes``."""
         return self._bytes
 
+    @property
+    def queued_bytes(self) -> int:
+        """The same as :attr:`buffered_bytes` (the :class:`Subscriber` name)."""
+        return self._bytes
+
     # -- the Subscriber contract ----------------------------------------------------
 
     def publish_started(self, publication: Publication, now: float) -> None:

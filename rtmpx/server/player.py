@@ -23,6 +23,7 @@ from typing import Protocol
 
 from ..session import ServerSession, StreamState, encode_shared
 from .hub import AUDIO, VIDEO, HubLimits, Packet, Publication
+from .limits import limit_hit
 
 __all__ = ["PlayerOutput", "PlayerSink", "PlayerStats"]
 
@@ -142,7 +143,7 @@ class PlayerSink:
         elif type_id == AUDIO and not header and (self.paused or not self.audio):
             return
         if self.queued_bytes > 2 * self.limits.max_queue:
-            self.kick("write queue over twice max_queue")
+            self.kick(f"max_queue={self.limits.max_queue}", "write queue over twice max_queue")
             return
         shape = (self.output.session.chunk_size, self.stream_id)
         shared = packet.shared
@@ -170,13 +171,13 @@ class PlayerSink:
             self._behind_since = None
         elif now - self._behind_since > self.limits.max_lag:
             self.stats.disconnected_for_lag = True
-            self.kick(f"behind for more than {self.limits.max_lag:g} s")
+            self.kick(f"max_lag={self.limits.max_lag:g}", "behind for longer")
 
-    def kick(self, reason: str) -> None:
-        """Disconnect the player's connection."""
+    def kick(self, limit: str, reason: str) -> None:
+        """Disconnect the player's connection: it broke ``limit``."""
         if not self.closed:
             self.closed = True
-            log.warning("disconnecting slow player %s: %s", self.peer, reason)
+            limit_hit(limit, self.peer, f"slow player disconnected: {reason}")
             self.output.kick(reason)
 
     def restart(self) -> None:

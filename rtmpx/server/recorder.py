@@ -140,6 +140,11 @@ class Recorder:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for the writer thread, not on disk yet."""
+        return self._queued
+
     def __repr__(self) -> str:
         return f"<Recorder {self.key} -> {self.path}>"
 

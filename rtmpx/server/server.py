@@ -30,6 +30,7 @@ from .connection import Connection, ConnectionContext
 from .hooks import Hook, Hooks, Request, TaskSet, request_of
 from .hub import Channel, Hub, HubLimits, Publication
 from .ingest import IncomingStream
+from .limits import MemoryBudget, limit_hit
 from .recorder import Recordings
 from .relay import Relays
 from .stats import collect
@@ -103,8 +104,12 @@ class Server:
     edge), ``max_half_open``/``max_half_open_per_ip`` (connections before
     connect is accepted: a budget of their own, where a newcomer evicts the
     oldest, so idle sockets cannot lock users out), the chunk/AMF limits of ``session_config``, the
-    per-player bounds of ``limits``, and ``ingest_buffer``, the bytes an
-    :class:`IncomingStream` may hold.
+    per-player bounds of ``limits``, ``ingest_buffer``, the bytes an
+    :class:`IncomingStream` may hold, and ``max_memory``: the bytes the
+    server may hold for all its peers (GOP caches, players' write buffers,
+    chunk reassembly, ingest streams, recordings and push queues; see
+    :class:`~rtmpx.server.limits.MemoryBudget`): past it, GOP caches are
+    dropped and new publishes refused until it is back under.
 
     ``duplicate_publish`` is ``"reject"`` (a second publisher of a live key
     gets NetStream.Publish.BadName) or ``"replace"`` (the old one is
@@ -138,6 +143,7 @@ class Server:
                  push: Sequence[Any] = (),
                  pull: str | None = None,
                  ingest_buffer: int = 8 * 1024 * 1024,
+                 max_memory: int = 512 * 1024 * 1024,
                  on_connect: Hook | None = None,
                  on_publish: Hook | None = None,
                  on_play: Hook | None = None,
@@ -158,7 +164,8 @@ class Server:
         self.hooks = Hooks(self.tasks, on_connect=on_connect, on_publish=on_publish,
                            on_play=on_play, on_unpublish=on_unpublish,
                            on_disconnect=on_disconnect)
-        self.hub = Hub(self.limits, observer=_Policy(self))
+        self.budget = MemoryBudget(max_memory)
+        self.hub = Hub(self.limits, observer=_Policy(self), budget=self.budget)
         self.recordings = Recordings(self.record_dir)
         self.relays = Relays(self.hub, self.tasks, push, pull) if push or pull else None
         self.context = ConnectionContext(
@@ -257,12 +264,30 @@ class Server:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.hub.expire_holds(now, self.hold_timeout)
+            self._check_memory()
             for conn in list(self.connections):
                 try:
                     conn.check(now)
                 except Exception:  # a bug must not stop the timers of everyone
                     log.exception("%s: error in its timers", conn.peer)
                     conn.abort()
+
+    def _check_memory(self) -> None:
+        """Sample what the queues hold; over the budget, drop the GOP caches."""
+        budget = self.budget
+        queues = 0
+        for conn in self.connections:
+            queues += conn.queued_bytes() + conn.session.buffered_bytes
+        for channel in self.hub.channels.values():
+            if channel.publication is not None:
+                for follower in channel.publication.followers:
+                    queues += follower.queued_bytes
+        budget.queues = queues
+        if budget.over and budget.gop:
+            released = self.hub.drop_caches()
+            limit_hit(f"max_memory={budget.limit}", "server",
+                      f"{budget.used + released} bytes held: GOP caches dropped "
+                      f"({released} bytes)")
 
     # -- the ingest API ----------------------------------------------------------------------
 

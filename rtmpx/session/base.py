@@ -234,6 +234,11 @@ class Session:
         return self._hello
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes of incomplete messages the session holds (chunk reassembly)."""
+        return int(self._reader.buffered)
+
+    @property
     def bytes_received(self) -> int:
         """Chunk-stream bytes received (after the handshake)."""
         return int(self._reader.bytes_received)
@@ -519,14 +524,27 @@ def _bytes(payload: Buffer) -> bytes:
     return payload if type(payload) is bytes else bytes(payload)
 
 
+#: The longest name a peer may give (application, stream name with its
+#: query, tcUrl): names are logged, shown in stats and used as keys.
+MAX_NAME = 4096
+
+
+def checked_name(value: str, what: str) -> str:
+    """``value``, or ProtocolError if it is longer than :data:`MAX_NAME`."""
+    if len(value) > MAX_NAME:
+        raise ProtocolError(f"{what} of {len(value)} characters (limit MAX_NAME={MAX_NAME})")
+    return value
+
+
 def str_arg(args: tuple[Any, ...], i: int) -> str:
-    """Argument ``i`` of a command: a string ("" when absent)."""
+    """Argument ``i`` of a command: a string ("" when absent) of at most
+    :data:`MAX_NAME` characters."""
     if len(args) <= i:
         return ""
     value = args[i]
     if not isinstance(value, str):
         raise ProtocolError(f"expected a string argument, got {type(value).__name__}")
-    return value
+    return checked_name(value, "a string argument")
 
 
 def num_arg(args: tuple[Any, ...], i: int, default: float) -> float:

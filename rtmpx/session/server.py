@@ -61,6 +61,7 @@ from .base import (
     MessageStream,
     Session,
     SessionConfig,
+    checked_name,
     num_arg,
     split_query,
     str_arg,
@@ -173,9 +174,10 @@ class ServerSession(Session):
     def _on_connect(self, txn: float, obj: Any, args: tuple[Any, ...]) -> None:
         params = obj if isinstance(obj, dict) else {}
         app_field = params.get("app", "")
-        app, query = split_query(app_field if isinstance(app_field, str) else "")
+        app, query = split_query(checked_name(app_field, "app")
+                                 if isinstance(app_field, str) else "")
         tc_url = params.get("tcUrl", "")
-        tc_url = tc_url if isinstance(tc_url, str) else ""
+        tc_url = checked_name(tc_url, "tcUrl") if isinstance(tc_url, str) else ""
         if not query and "?" in tc_url:
             query = tc_url.partition("?")[2]
         encoding = params.get("objectEncoding", 0)

@@ -510,6 +510,34 @@ async def test_tls_handshakes_count_as_half_open(certificate: tuple[Path, Path])
         await wait_for(lambda: not server.context.half_open, 5)
 
 
+async def test_memory_budget_drops_caches_and_refuses_publishes() -> None:
+    """Issue 8: no global budget.  Now what the server holds for its peers
+    (here: a player that does not read, and a GOP cache) is summed; past
+    max_memory the GOP caches go and new publishes are refused, until the
+    server is back under."""
+    limits = HubLimits(max_queue=1024 * 1024, max_lag=60)
+    async with Server(port=0, limits=limits, max_memory=512 * 1024) as server:
+        base = f"rtmp://127.0.0.1:{server.port}/live"
+        peer = await RawPeer(server.port, rcvbuf=4096).open()
+        peer.session.start_play("a")
+        peer.flush()
+        await peer.until(lambda: peer.of(PlayStarted))
+        shrink_send_buffers(server)
+        publisher = asyncio.create_task(publish_frames(f"{base}/a", 400, keyint=1000,
+                                                       size=5000, interval=0.01))
+        await wait_for(lambda: server.budget.over, 10)
+        assert server.budget.gop <= 512 * 1024
+        await wait_for(lambda: server.budget.gop == 0, 3)  # the caches are dropped
+        async with rtmpx.connect(base, timeout=10) as client:
+            with pytest.raises(rtmpx.StatusError, match="max_memory"):
+                await client.publish("b")
+        await peer.close()  # the player goes: the server is back under
+        await wait_for(lambda: not server.budget.over, 5)
+        async with rtmpx.connect(base, timeout=10) as client, await client.publish("b"):
+            pass
+        publisher.cancel()
+
+
 async def test_per_address_cap_on_established_connections() -> None:
     async with Server(port=0, max_connections_per_ip=1) as server:
         first = await RawPeer(server.port, source="127.0.0.1").open()

@@ -7,7 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from rtmpx import amf
-from rtmpx.server.hub import Channel, Hub, HubLimits, Packet, Publication, StreamKey
+from rtmpx.server.hub import (
+    PACKET_OVERHEAD,
+    Channel,
+    Hub,
+    HubLimits,
+    Packet,
+    Publication,
+    StreamKey,
+)
+from rtmpx.server.limits import MemoryBudget
 from rtmpx.server.player import PlayerSink
 from rtmpx.session import ServerSession, StreamState
 
@@ -306,12 +315,57 @@ def test_gop_cache_bound() -> None:
     assert publication is not None
     publication.media(9, 0, AVC_KEY, 0.0)
     publication.media(9, 40, AVC_KEY, 0.0)
-    assert hub.channels[KEY].gop_bytes == len(AVC_KEY)
+    assert hub.channels[KEY].gop_bytes == len(AVC_KEY) + PACKET_OVERHEAD
     for i in range(20):
         publication.media(9, 80 + i, AVC_INTER, 0.0)
     channel = hub.channels[KEY]
     assert channel.gop_bytes <= 12_000
     assert [p.payload for p in channel.startup()] == []  # too long a GOP: not kept
+
+
+def test_tiny_messages_cannot_fill_the_gop_cache() -> None:
+    """Issue 8: the GOP cache counted payload bytes only, so after one
+    keyframe, 1-byte audio messages (~150 bytes of Python objects each)
+    could make a channel hold gigabytes.  Each entry is now charged its
+    overhead too, and the entries are capped."""
+    hub = Hub(HubLimits(max_gop_entries=1000))
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    publication.media(9, 0, AVC_KEY, 0.0)
+    for i in range(5000):
+        publication.media(8, i, b"\xaf", 0.0)
+        assert len(list(hub.channels[KEY].startup())) <= 1000
+    assert list(hub.channels[KEY].startup()) == []  # dropped until the next keyframe
+    publication.media(9, 6000, AVC_KEY, 0.0)
+    assert len(list(hub.channels[KEY].startup())) == 1
+    # charged per entry: 1-byte payloads cost PACKET_OVERHEAD each
+    hub = Hub(HubLimits(max_gop_bytes=100 * (PACKET_OVERHEAD + 1)))
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    publication.media(9, 0, AVC_KEY, 0.0)  # 1 entry over: the cache is dropped
+    for i in range(200):
+        publication.media(8, i, b"\xaf", 0.0)
+    assert list(hub.channels[KEY].startup()) == []
+
+
+def test_gop_caches_share_the_memory_budget() -> None:
+    budget = MemoryBudget(3 * (len(AVC_KEY) + PACKET_OVERHEAD))
+    hub = Hub(budget=budget)
+    keys = [StreamKey("live", str(i)) for i in range(4)]
+    publications = [hub.publish(key, FakePublisher(), None, 0.0) for key in keys]
+    for publication in publications:
+        assert publication is not None
+        publication.media(9, 0, AVC_KEY, 0.0)
+    cached = [len(list(hub.channels[key].startup())) for key in keys]
+    assert cached == [1, 1, 1, 0]  # the fourth has no room
+    assert budget.gop == 3 * (len(AVC_KEY) + PACKET_OVERHEAD) and not budget.over
+    budget.queues = 1  # the queues grew: no room for more
+    assert budget.over
+    assert hub.drop_caches() == 3 * (len(AVC_KEY) + PACKET_OVERHEAD)
+    assert budget.gop == 0
+    assert all(list(hub.channels[key].startup()) == [] for key in keys)
+    hub.unpublish(publications[0], "unpublish")  # nothing is released twice
+    assert budget.gop == 0
 
 
 def test_close_ends_every_publication() -> None:

@@ -221,15 +221,15 @@ def test_small_limits_hold_until_connect_is_accepted() -> None:
     server = pair.server
     server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
     with pytest.raises(ProtocolError, match="max_message_size=65536"):  # still pending
-        server.receive_data(w.encode(command("releaseStream", 2, None, "x" * 70_000)))
+        server.receive_data(w.encode(command("myCall", 2, None, ["x"] * 70_000)))
     w = ChunkWriter()
     pair = Pair()
     pair.pump()
     server = pair.server
     server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
     server.accept_connect()
-    events = server.receive_data(w.encode(command("releaseStream", 2, None, "x" * 70_000)))
-    assert [type(e).__name__ for e in events] == ["ReleaseStream"]
+    events = server.receive_data(w.encode(command("myCall", 2, None, ["x"] * 70_000)))
+    assert [type(e).__name__ for e in events] == ["CommandCall"]
 
 
 def test_chunk_streams_before_connect_are_few() -> None:
@@ -240,6 +240,30 @@ def test_chunk_streams_before_connect_are_few() -> None:
                     for i in range(9))
     with pytest.raises(ProtocolError, match="more than 8 chunk streams"):
         pair.server.receive_data(data)
+
+
+@pytest.mark.parametrize("where", ["app", "tcUrl", "stream"])
+def test_names_are_bounded(where: str) -> None:
+    """Names are logged, shown in stats and used as keys: a peer cannot
+    give one of megabytes."""
+    from rtmpx.session.base import MAX_NAME
+
+    long = "n" * (MAX_NAME + 1)
+    w = ChunkWriter()
+    pair = Pair()
+    pair.pump()
+    server = pair.server
+    params = {"app": "live", "tcUrl": "rtmp://h/live"}
+    if where != "stream":
+        params[where] = long
+        with pytest.raises(ProtocolError, match="MAX_NAME"):
+            server.receive_data(w.encode(command("connect", 1, params)))
+        return
+    server.receive_data(w.encode(command("connect", 1, params)))
+    server.accept_connect()
+    server.receive_data(w.encode(command("createStream", 2, None)))
+    with pytest.raises(ProtocolError, match="MAX_NAME"):
+        server.receive_data(w.encode(command("publish", 0, None, long, "live", stream_id=1)))
 
 
 def test_commands_held_then_connect_rejected_are_dropped() -> None:
