@@ -1188,7 +1188,10 @@ cdef class _Decoder:
             if index >= len(self.strings3):
                 raise AMFDecodeError(f"AMF3 string reference {index} out of range "
                                      f"({len(self.strings3)} strings)")
-            return self.strings3[index]
+            s = <str>self.strings3[index]
+            # repeating a long string costs its text: one value per 64 characters
+            self.take_values(len(s) >> 6)
+            return s
         if header == 1:
             return ""
         s = self.text(header >> 1)

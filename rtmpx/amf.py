@@ -82,7 +82,10 @@ follows for hours.  Two decode settings bound that:
   do).  A reference counts the expanded size of what it refers to,
   or 1 if that container is still being decoded (a cycle).  AMF3 string and
   traits references are not object references: a string counts 1 as a
-  value and 0 as a key, either way.  Past the bound, the call raises
+  value and 0 as a key, either way, and a string *reference* also costs one
+  value per 64 characters of the string it repeats (so that repeating a
+  64 KiB string a million times, 64 GB of text for a walk that re-encodes
+  it, is refused).  Past the bound, the call raises
   AMFDecodeError, never a partial result; an array, Vector or Dictionary
   whose length alone is past it is refused at its header, before anything
   is allocated for it.  A walk of the result that stops

@@ -557,3 +557,29 @@ def test_facade_pure_python_switch() -> None:
 
 def test_version_is_exported() -> None:
     assert isinstance(rtmpx.__version__, str) and rtmpx.__version__
+
+
+def test_repeating_a_long_string_by_reference_costs_its_text(amf) -> None:  # type: ignore[no-untyped-def]
+    """AMF3 string references are not object references (allowed with
+    references=False), but a re-encode or a JSON walk writes the text each
+    time: 1000 references to a 64 KiB string would be 64 MB.  Each costs one
+    value per 64 characters of what it repeats."""
+    text = "x" * 65536
+    def u29(n: int) -> bytes:  # 4-byte form is enough for the sizes here
+        out = bytes([n & 0x7F])
+        n >>= 7
+        while n:
+            out = bytes([0x80 | (n & 0x7F)]) + out
+            n >>= 7
+        return out
+    count = 1000
+    body = (b"\x09" + u29(count << 1 | 1) + b"\x01"           # dense array of count
+            + b"\x06" + u29(len(text) << 1 | 1) + text.encode()  # the string, once
+            + (b"\x06" + u29(0)) * (count - 1))                 # then references to it
+    with pytest.raises(amf.AMFDecodeError, match="max_values"):
+        amf.loads(body, version=3, references=False, max_values=100_000)
+    assert len(amf.loads(body, version=3, max_values=1_100_000)) == count
+    # short strings repeated (member names, short values) cost nothing extra
+    short = (b"\x09" + u29(count << 1 | 1) + b"\x01" + b"\x06" + u29(63 << 1 | 1)
+             + b"y" * 63 + (b"\x06" + u29(0)) * (count - 1))
+    assert len(amf.loads(short, version=3, references=False, max_values=count + 1)) == count
