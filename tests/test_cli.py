@@ -126,3 +126,33 @@ def test_every_limit_has_a_serve_option_and_a_readme_row() -> None:
     assert all(getattr(config, lim.keyword) == 7 for lim in LIMITS if lim.where == "session")
     assert kwargs == {lim.keyword: lim.type(7) for lim in LIMITS if lim.where == "server"}
     assert _limit_settings(build_parser().parse_args(["serve"])) == {}
+
+
+def test_serve_limit_options_reach_the_server() -> None:
+    import asyncio
+
+    import rtmpx
+
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live"
+
+    async def attempts() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the 1 s handshake deadline
+        writer.close()
+        async with rtmpx.connect(url, timeout=10) as client:
+            client.play("x")
+            with pytest.raises(rtmpx.ConnectionRejectedError, match="max_connections=1"):
+                await rtmpx.connect(url, timeout=10)
+
+    server = subprocess.Popen(_rtmpx("serve", "--host", "127.0.0.1", "--port", str(port),
+                                     "--max-connections", "1", "--handshake-timeout", "1"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        assert f":{port}/" in server.stdout.readline().decode()
+        asyncio.run(attempts())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert b"limit max_connections=1" in err and b"limit handshake_timeout=1" in err
