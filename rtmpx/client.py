@@ -57,6 +57,7 @@ from .events import (
     StreamFailed,
     VideoData,
 )
+from .pacing import Pacer
 from .session import ClientSession, ConnectionState, SessionConfig
 from .url import RtmpURL, parse_url
 
@@ -171,6 +172,8 @@ class Client:
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._read_pausers: set[PlayStream] = set()
+        self._backlogged = False
+        self._pacer = Pacer(self._receive, self._paced)
         self._reading = True
 
     def __repr__(self) -> str:
@@ -382,7 +385,7 @@ class Client:
         """Read from the server unless a play queue is full or our own writes
         are paused (a server that does not read cannot make us buffer our
         answers to it without bound)."""
-        want = not self._read_pausers and not self._write_paused
+        want = not self._read_pausers and not self._write_paused and not self._backlogged
         if want == self._reading or self._transport is None or self._lost:
             return
         self._reading = want
@@ -400,21 +403,33 @@ class Client:
         self.flush()  # C0 + C1
 
     def _data_received(self, data: bytes) -> None:
+        if not self._lost:
+            self._pacer.feed(data)
+
+    def _receive(self, data: memoryview) -> bool:
+        """Bytes to the session, its events to the streams (a :class:`Pacer`
+        slice); False once the connection is gone."""
         if self._lost:
-            return
+            return False
         try:
             events = self.session.receive_data(data)
             for event in events:
                 self._dispatch(event)
         except ProtocolError as exc:
-            log.warning("protocol error from %s: %s", self.url.netloc, exc)
+            log.warning("protocol error from %s: %s", self.url.netloc, str(exc)[:200])
             self._fail(exc)
-            return
+            return False
         except Exception as exc:  # a bug: fail this connection, not the event loop
             log.exception("error handling data from %s", self.url.netloc)
             self._fail(exc)
-            return
+            return False
         self.flush()
+        return not self._lost
+
+    def _paced(self, hold: bool) -> None:
+        """The pacer keeps a backlog for a later loop turn: stop reading meanwhile."""
+        self._backlogged = hold
+        self._update_reading()
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, (AudioData, VideoData, Metadata)):
@@ -486,6 +501,7 @@ class Client:
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._lost:
             return
+        self._pacer.finish()  # what the server sent before it went
         self._lost = True
         if exc is not None:
             log.info("connection to %s lost: %s", self.url.netloc, exc)

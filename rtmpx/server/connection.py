@@ -41,6 +41,7 @@ from ..events import (
     Unpublished,
     VideoData,
 )
+from ..pacing import Pacer
 from ..session import ConnectionState, ServerSession, SessionConfig
 from .hooks import Hooks, Request
 from .hub import Channel, Hub, HubLimits, Publication
@@ -141,6 +142,8 @@ class Connection(asyncio.Protocol):
         self._stage = ""         # what the half-open deadline waits for
         self._tls: asyncio.Task[None] | None = None
         self._early: list[bytes] = []   # bytes that came with the end of the TLS handshake
+        self._backlogged = False
+        self._pacer = Pacer(self._receive, self._paced)
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -211,6 +214,13 @@ class Connection(asyncio.Protocol):
             return
         self.last_rx = time.monotonic()
         self.bytes_in += len(data)
+        self._pacer.feed(data)
+
+    def _receive(self, data: memoryview) -> bool:
+        """Bytes to the session, its events to the hub (a :class:`Pacer`
+        slice); False once the connection is gone."""
+        if self.closed:
+            return False
         try:
             for event in self.session.receive_data(data):
                 self._event(event)
@@ -219,14 +229,22 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             limit_hit("protocol", self.peer, str(exc)[:200])
             self.abort()
-            return
+            return False
         except Exception:  # a bug: it costs this connection, never the server
             log.exception("%s: error while handling its data", self.peer)
             self.abort()
-            return
+            return False
         self.flush()
+        return not self.closed
+
+    def _paced(self, hold: bool) -> None:
+        """The pacer keeps a backlog for a later loop turn: stop reading meanwhile."""
+        self._backlogged = hold
+        self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self._pacer.finish()  # what the peer sent before it went
         self.closed = True
         self._established()
         if self._tls is not None:
@@ -362,7 +380,7 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        want = self._holds == 0 and not self._write_paused
+        want = self._holds == 0 and not self._write_paused and not self._backlogged
         if want == self._reading or self.transport is None or self.closed:
             return
         self._reading = want

@@ -133,6 +133,7 @@ LIMITS: tuple[Limit, ...] = (
           "bytes of one message, and of incomplete ones, before connect is done"),
     Limit("max_connect_chunk_streams", "session", int, "chunk streams before connect is done"),
     Limit("max_streams", "session", int, "message streams (createStream) per connection"),
+    Limit("max_aggregate_messages", "session", int, "messages in one aggregate message"),
     Limit("max_deferred", "session", int, "commands held while on_connect decides"),
     Limit("amf_max_depth", "session", int, "nesting of an AMF value"),
     Limit("amf_max_values", "session", int,

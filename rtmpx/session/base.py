@@ -71,7 +71,10 @@ class SessionConfig:
     (``max_deferred``).  Until connect is done, smaller limits hold:
     ``max_connect_message`` bytes for one message and for all incomplete
     ones, and ``max_connect_chunk_streams`` chunk streams (a connect and
-    what an encoder pipelines after it fit with room to spare).  ``accept_calls``
+    what an encoder pipelines after it fit with room to spare).
+    ``max_aggregate_messages`` bounds the messages one aggregate message
+    may carry (servers send a few dozen: a flood of tiny ones in one
+    message would be split in one go).  ``accept_calls``
     names the custom commands the application answers itself (with
     ``result``/``error``); any other unknown command is answered with
     ``_error`` at once.
@@ -87,6 +90,7 @@ class SessionConfig:
     max_deferred: int = 16
     max_connect_message: int = 64 * 1024
     max_connect_chunk_streams: int = 8
+    max_aggregate_messages: int = 4096
     amf_max_depth: int = 64
     amf_max_values: int = 100_000
     amf_references: bool = False
@@ -464,9 +468,14 @@ class Session:
         n = len(p)
         pos = 0
         first: int | None = None
+        left = self.config.max_aggregate_messages
         self._in_aggregate = True
         try:
             while pos < n:
+                left -= 1
+                if left < 0:
+                    raise ProtocolError("aggregate of more than max_aggregate_messages="
+                                        f"{self.config.max_aggregate_messages} messages")
                 if n - pos < 11:
                     raise ProtocolError("truncated aggregate sub-message header")
                 type_id = p[pos]

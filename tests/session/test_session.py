@@ -341,6 +341,16 @@ def test_amf3_command_and_aggregate() -> None:
         ("VideoData", 1000), ("AudioData", 1020), ("VideoData", 1040)]
     with pytest.raises(ProtocolError, match="truncated aggregate"):
         server.receive_data(w.encode(Message(22, agg[:-3], 2000, 1)))
+    # issue 8: 500,000 one-byte messages in one aggregate were split in one
+    # go (seconds of the event loop); at most max_aggregate_messages now
+    server, w = connected_server()
+    server.receive_data(w.encode(command("createStream", 2, None))
+                        + w.encode(command("publish", 0, None, "k", stream_id=1)))
+    server.accept_publish(1)
+    tiny = sub(8, 0, b"\xaf")
+    assert len(server.receive_data(w.encode(Message(22, tiny * 4096, 0, 1)))) == 4096
+    with pytest.raises(ProtocolError, match="max_aggregate_messages=4096"):
+        server.receive_data(w.encode(Message(22, tiny * 4097, 0, 1)))
 
 
 def test_unknown_types_and_shared_objects_are_ignored() -> None:
