@@ -48,7 +48,8 @@ from .hub import Channel, Hub, HubLimits, Publication
 from .limits import limit_hit
 from .player import PlayerSink
 
-__all__ = ["CLOSE_TIMEOUT", "Connection", "ConnectionContext", "RtmpPublisher"]
+__all__ = ["CLOSE_TIMEOUT", "HALF_OPEN_GRACE", "Connection", "ConnectionContext",
+           "RtmpPublisher"]
 
 log = logging.getLogger("rtmpx.server")
 
@@ -56,6 +57,10 @@ _AUDIO, _VIDEO = int(MT.AUDIO), int(MT.VIDEO)
 
 #: Seconds a closing connection waits for the peer to close its end.
 CLOSE_TIMEOUT = 5.0
+#: Seconds a half-open connection is safe from the per-address cap: a burst
+#: of honest connects from one address (an edge, a NAT, a test rig) is
+#: over by then; idle sockets are not.
+HALF_OPEN_GRACE = 2.0
 
 
 @dataclass(slots=True)
@@ -73,14 +78,33 @@ class ConnectionContext:
     max_connections: int
     replace: bool
     max_write_buffer: int
-    max_half_open: int = 128
-    max_half_open_per_ip: int = 8
+    max_half_open: int = 256
+    max_half_open_per_ip: int = 16
     max_connections_per_ip: int | None = None
     ssl: _ssl.SSLContext | None = None
     connections: set[Connection] = field(default_factory=set)
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
     closing: bool = False   # the server shuts down: no new connections
+
+    def trim_half_open(self, ip: str, now: float) -> None:
+        """Evict the oldest half-open connections of ``ip`` past
+        ``max_half_open_per_ip``, among those older than :data:`HALF_OPEN_GRACE`."""
+        same_ip = [c for c in self.half_open if c.ip == ip]
+        excess = len(same_ip) - self.max_half_open_per_ip
+        for conn in same_ip[:max(excess, 0)]:
+            if now - conn.started <= HALF_OPEN_GRACE:
+                break
+            conn.evict(f"max_half_open_per_ip={self.max_half_open_per_ip}")
+
+    def trim_all_half_open(self, now: float) -> None:
+        """:meth:`trim_half_open` for every address over its cap (once a second)."""
+        counts: dict[str, int] = {}
+        for conn in self.half_open:
+            counts[conn.ip] = counts.get(conn.ip, 0) + 1
+        for ip, count in counts.items():
+            if count > self.max_half_open_per_ip:
+                self.trim_half_open(ip, now)
 
     def established(self, ip: str | None = None) -> int:
         """Connections past connect (from ``ip`` only, when given)."""
@@ -167,9 +191,7 @@ class Connection(asyncio.Protocol):
         # budget of its own, in which a newcomer evicts the oldest (never
         # the other way round), and a deadline per stage kept on time
         ctx.half_open[self] = None
-        same_ip = [c for c in ctx.half_open if c.ip == self.ip]
-        if len(same_ip) > ctx.max_half_open_per_ip:
-            same_ip[0].evict(f"max_half_open_per_ip={ctx.max_half_open_per_ip}")
+        ctx.trim_half_open(self.ip, self.started)
         if len(ctx.half_open) > ctx.max_half_open:
             next(iter(ctx.half_open)).evict(f"max_half_open={ctx.max_half_open}")
         if ctx.ssl is not None:

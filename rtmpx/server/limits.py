@@ -117,7 +117,8 @@ LIMITS: tuple[Limit, ...] = (
           "established connections per address"),
     Limit("max_half_open", "server", int,
           "connections before connect is accepted (a newcomer evicts the oldest)"),
-    Limit("max_half_open_per_ip", "server", int, "half-open connections per address"),
+    Limit("max_half_open_per_ip", "server", int,
+          "half-open connections per address (those younger than 2 s are spared)"),
     Limit("max_memory", "server", int,
           "bytes of caches and queues for all peers; past it GOP caches are dropped and "
           "publishes refused"),

@@ -103,7 +103,9 @@ class Server:
     (off by default: many players may share an address behind a NAT or an
     edge), ``max_half_open``/``max_half_open_per_ip`` (connections before
     connect is accepted: a budget of their own, where a newcomer evicts the
-    oldest, so idle sockets cannot lock users out), the chunk/AMF limits of ``session_config``, the
+    oldest, so idle sockets cannot lock users out; the per-address cap
+    spares connections younger than 2 s, so that a burst of honest connects
+    from one address is not cut), the chunk/AMF limits of ``session_config``, the
     per-player bounds of ``limits``, ``ingest_buffer``, the bytes an
     :class:`IncomingStream` may hold, and ``max_memory``: the bytes the
     server may hold for all its peers (GOP caches, players' write buffers,
@@ -136,8 +138,8 @@ class Server:
                  hold_timeout: float = 60.0,
                  max_connections: int = 1000,
                  max_connections_per_ip: int | None = None,
-                 max_half_open: int = 128,
-                 max_half_open_per_ip: int = 8,
+                 max_half_open: int = 256,
+                 max_half_open_per_ip: int = 16,
                  duplicate_publish: str = "reject",
                  record_dir: str | Path | None = None,
                  push: Sequence[Any] = (),
@@ -264,6 +266,7 @@ class Server:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.hub.expire_holds(now, self.hold_timeout)
+            self.context.trim_all_half_open(now)
             self._check_memory()
             for conn in list(self.connections):
                 try:

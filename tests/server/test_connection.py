@@ -538,6 +538,20 @@ async def test_memory_budget_drops_caches_and_refuses_publishes() -> None:
         publisher.cancel()
 
 
+async def test_a_burst_of_honest_connects_from_one_address_gets_in() -> None:
+    """Regression: with the per-address half-open cap, 50 players connecting
+    at once from one host (an edge, a NAT, relay_load.py) evicted each
+    other.  Connections younger than HALF_OPEN_GRACE are spared."""
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live"
+
+        async def one() -> None:
+            async with rtmpx.connect(url, timeout=10):
+                await asyncio.sleep(0.5)
+
+        await asyncio.gather(*(one() for _ in range(50)))
+
+
 async def test_per_address_cap_on_established_connections() -> None:
     async with Server(port=0, max_connections_per_ip=1) as server:
         first = await RawPeer(server.port, source="127.0.0.1").open()
