@@ -37,6 +37,7 @@ they run against a second ``rtmpx serve`` with the options of
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import selectors
@@ -90,9 +91,8 @@ ALONGSIDE_FPS = 50
 #: The longest an attack may run (its own waits are shorter).
 ATTACK_DEADLINE = 60.0
 #: Descriptors the server may hold above its count before an attack of
-#: sockets idle before connect: its half-open budget (128 by default) and
-#: some room.
-HALF_OPEN_FD_BOUND = 200
+#: sockets idle before connect: its half-open budget and some room.
+HALF_OPEN_FD_BOUND = inspect.signature(rtmpx.Server).parameters["max_half_open"].default + 64
 #: Resident memory (MB) that 3000 connect/close cycles may add.
 CHURN_GROWTH_MB = 16
 #: The limits of the server for the cases that need short deadlines
