@@ -10,9 +10,23 @@ video (9) messages carry.
     >>> f.data                                      # memoryview: codec data, no copy
 
 One :class:`Frame` per message, built with a few index operations (no loop
-over the bytes), so that a relay can afford it for every message; the
-relay's GOP cache can use :func:`is_video_keyframe` and
-:func:`is_sequence_header`, which build nothing.
+over the bytes), so that a relay can afford it for every message.  A relay
+calls :func:`classify` instead, which builds nothing for the usual messages
+and says, per track, what its GOP cache needs: ``(kind, track_id, header,
+keyframe)``; :func:`is_video_keyframe` and :func:`is_sequence_header` are
+the older single-answer forms.
+
+What a relay keeps for a player that joins late (:func:`classify`'s
+``header``, :attr:`Frame.header_kind`): per kind and per track, the latest
+sequence start (:data:`HEADER_SEQUENCE`: AVC/HEVC decoder configuration,
+AAC AudioSpecificConfig, Enhanced SequenceStart or MPEG2TSSequenceStart),
+the latest video Metadata (:data:`HEADER_METADATA`: colorInfo, HDR) and the
+latest audio MultichannelConfig (:data:`HEADER_MULTICHANNEL_CONFIG`), sent
+in the order they arrived and before any media; then the media since the
+latest keyframe of the primary video track (:data:`PRIMARY_TRACK`, trackId
+0: the default track of the Enhanced RTMP v2 spec, the one FFmpeg and OBS
+send without a multitrack header).  A SequenceEnd is neither a header nor
+a keyframe.
 
 Formats understood:
 
@@ -25,10 +39,15 @@ Formats understood:
   frame: one UI8 (0 start, 1 end of client-side seeking) and no video.
 * Enhanced RTMP (v1, v2) video: ``IsExHeader(1) | FrameType(3) |
   PacketType(4)``, ModEx prelude entries, an optional multitrack header, a
-  FourCC (``avc1``, ``hvc1``, ``av01``, ``vp09``, ``vp08``); CodedFrames of
-  ``avc1``/``hvc1`` carry a composition time, CodedFramesX and the other
-  codecs do not.  Metadata packets (PacketType 4, AMF in the body) ignore
-  FrameType; command frames have no FourCC.
+  FourCC (``avc1``, ``hvc1``, ``vvc1``, ``av01``, ``vp09``, ``vp08``);
+  CodedFrames of ``avc1``/``hvc1``/``vvc1`` carry a composition time,
+  CodedFramesX and the other codecs do not.  Metadata packets (PacketType
+  4, AMF in the body) ignore FrameType; command frames (FrameType 5, tested
+  before the multitrack header as in the spec) have no FourCC.  FrameType 0
+  (reserved by the spec, but what bluenviron/gortmplib, and so MediaMTX,
+  writes in every header) is accepted: the packet is classified by its
+  PacketType and a coded frame's keyframe is looked for in the bitstream
+  (:attr:`Frame.is_keyframe`).
 * Legacy audio: ``SoundFormat(4) | rate(2) | size(1) | channels(1)``; AAC
   (10) carries ``AACPacketType`` (0 AudioSpecificConfig, 1 raw).  See
   :func:`audio_format` for rate, size and channels.
@@ -37,23 +56,26 @@ Formats understood:
   5 Multitrack, 7 ModEx), then a FourCC (``Opus``, ``fLaC``, ``ac-3``,
   ``ec-3``, ``mp4a``, ``.mp3``).
 
-Not interpreted (the frame is still classified, never misread):
+ModEx: TimestampOffsetNano (ModExType 0, at least 3 bytes, the first 3
+read as UI24) is :attr:`Frame.timestamp_offset_ns`; other ModExTypes are
+skipped by their sizes.  The payload is never changed: a relay forwards the
+offset as it came.
 
-* ModEx entries are skipped by their sizes; their content (today only
-  TimestampOffsetNano) is not reported.
-* Multitrack: ``codec`` is that of the tracks when one FourCC covers them all
-  (OneTrack, ManyTracks, or ManyTracksManyCodecs whose first 8 tracks share
-  one), else ``"multitrack"``; ``fourcc`` is the first track's;
-  ``data_offset`` points at the first track record (trackId, or the
-  per-track FourCC), whose layout the caller walks; ``composition_time``
-  is 0.
-* Codec configuration beyond :func:`avc_config` and :func:`aac_config`;
-  video Metadata and MultichannelConfig bodies.
+Multitrack: every track record is walked (at most 16 a message; trackId,
+UI24 size except in OneTrack, FourCC in ManyTracksManyCodecs, a record
+running past the end is malformed) and reported by :meth:`Frame.tracks` and
+:func:`classify`.  The Frame's own ``track_id``, ``fourcc``,
+``composition_time`` and ``is_keyframe`` are those of the primary track
+(trackId 0) if the message carries it, else of its first track; ``codec``
+is that of the tracks when one FourCC covers them all (OneTrack,
+ManyTracks, or ManyTracksManyCodecs whose walked tracks share one and that
+has none past the walk), else ``"multitrack"``; ``data_offset`` points at
+the first track record.  The packet type (so ``header_kind``) and the
+FrameType are shared by all the tracks of a message.
 
-A relay should remember, next to the sequence headers, the latest audio
-MultichannelConfig (``packet_type == AUDIO_MULTICHANNEL_CONFIG``) and video
-Metadata (:attr:`Frame.is_metadata`) packets: they are not sequence headers
-here, but a player joining later needs them too.
+Not interpreted: codec configuration beyond :func:`avc_config` and
+:func:`aac_config`; video Metadata and MultichannelConfig bodies (AMF and
+channel maps, for the caller).
 
 Malformed input: an empty, truncated or reserved-valued payload is not an
 error on the hot path (a publisher's garbage is relayed as it is): it gives
@@ -68,8 +90,9 @@ per Enhanced RTMP v2, a "silence" signal: it too gives an unknown frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 from .errors import ProtocolError
 
@@ -83,8 +106,12 @@ __all__ = [
     "COMMAND_FRAME",
     "DISPOSABLE_INTER_FRAME",
     "GENERATED_KEY_FRAME",
+    "HEADER_METADATA",
+    "HEADER_MULTICHANNEL_CONFIG",
+    "HEADER_SEQUENCE",
     "INTER_FRAME",
     "KEY_FRAME",
+    "PRIMARY_TRACK",
     "VIDEO_CODED_FRAMES",
     "VIDEO_CODED_FRAMES_X",
     "VIDEO_METADATA",
@@ -97,9 +124,12 @@ __all__ = [
     "AVCConfig",
     "AudioFormat",
     "Frame",
+    "Track",
+    "TrackInfo",
     "aac_config",
     "audio_format",
     "avc_config",
+    "classify",
     "is_sequence_header",
     "is_video_keyframe",
     "parse_audio",
@@ -141,9 +171,19 @@ ONE_TRACK: Final = 0
 MANY_TRACKS: Final = 1
 MANY_TRACKS_MANY_CODECS: Final = 2
 
+# What a late joiner needs (Frame.header_kind, TrackInfo.header); 0 = nothing to keep
+HEADER_SEQUENCE: Final = 1  # decoder configuration: a sequence header / SequenceStart
+HEADER_METADATA: Final = 2  # Enhanced video Metadata (colorInfo, HDR)
+HEADER_MULTICHANNEL_CONFIG: Final = 3  # Enhanced audio MultichannelConfig
+
+#: The track a relay anchors its GOP on: trackId 0, the default track of the
+#: Enhanced RTMP v2 spec, which FFmpeg and OBS send without a multitrack header.
+PRIMARY_TRACK: Final = 0
+
 _UNKNOWN: Final = "unknown"
 _MULTITRACK: Final = "multitrack"
-_MAX_TRACK_WALK: Final = 8
+_MAX_TRACKS: Final = 16  # track records walked in one multitrack message
+_MAX_UNITS: Final = 64  # NAL units / OBUs walked looking for a keyframe
 
 # Legacy CodecID -> codec; the AVC-like ones (7, 12, 13) carry AVCPacketType + SI24.
 _LEGACY_VIDEO: Final = (
@@ -164,6 +204,7 @@ _VIDEO_FOURCC: Final[dict[bytes, tuple[str, bytes, bool]]] = {
     b"av01": ("av1", b"av01", False),
     b"vp09": ("vp9", b"vp09", False),
     b"vp08": ("vp8", b"vp08", False),
+    b"vvc1": ("vvc", b"vvc1", True),
 }
 _AUDIO_FOURCC: Final[dict[bytes, tuple[str, bytes, bool]]] = {
     b"Opus": ("opus", b"Opus", False),
@@ -175,13 +216,50 @@ _AUDIO_FOURCC: Final[dict[bytes, tuple[str, bytes, bool]]] = {
 }
 
 
+class Track(NamedTuple):
+    """One track of a message (:meth:`Frame.tracks`).
+
+    ``track_id`` (0 for legacy and single-track messages), ``codec`` and
+    ``fourcc`` (as :attr:`Frame.codec`/:attr:`Frame.fourcc`, of this track),
+    ``is_keyframe`` and ``composition_time`` (of this track), ``offset`` and
+    ``end``: where this track's codec data lies in the payload (after its
+    trackId, size and composition time), ``data``: that slice, a memoryview.
+    The packet type, and so :attr:`Frame.header_kind`, is shared by every
+    track of a message.
+    """
+
+    track_id: int
+    codec: str
+    fourcc: bytes | None
+    is_keyframe: bool
+    composition_time: int
+    offset: int
+    end: int
+    data: memoryview
+
+
+class TrackInfo(NamedTuple):
+    """What a relay needs to know of one track of a message (:func:`classify`).
+
+    ``kind`` (``"audio"``/``"video"``), ``track_id``, ``header``: 0 or what
+    a late joiner needs (:data:`HEADER_SEQUENCE`, :data:`HEADER_METADATA`,
+    :data:`HEADER_MULTICHANNEL_CONFIG`: keep the latest of each per kind and
+    track), ``keyframe``: as :attr:`Frame.is_keyframe`, for this track.
+    """
+
+    kind: str
+    track_id: int
+    header: int
+    keyframe: bool
+
+
 class _FrameSlots:
     """The storage of :class:`Frame` (see :class:`_FrameBuilder` for why it is separate)."""
 
     __slots__ = (
         "codec", "composition_time", "data_offset", "fourcc", "frame_type", "is_end_of_sequence",
         "is_enhanced", "is_keyframe", "is_multitrack", "is_sequence_header", "kind",
-        "packet_type", "payload", "timestamp",
+        "packet_type", "payload", "timestamp", "timestamp_offset_ns", "track_id",
     )
 
 
@@ -191,28 +269,44 @@ class Frame(_FrameSlots):
 
     * ``kind``: ``"audio"`` or ``"video"``; ``timestamp``: ms, as given.
     * ``payload``: the whole body, the object given (never copied).
-    * ``codec``: ``"avc"``, ``"hevc"``, ``"av1"``, ``"vp9"``, ``"vp8"``,
+    * ``codec``: ``"avc"``, ``"hevc"``, ``"vvc"``, ``"av1"``, ``"vp9"``, ``"vp8"``,
       ``"h263"``, ``"screen"``, ``"screen2"``, ``"vp6"``, ``"vp6a"``,
       ``"aac"``, ``"mp3"``, ``"opus"``, ``"flac"``, ``"ac3"``, ``"eac3"``,
       ``"speex"``, ``"pcm"``, ``"adpcm"``, ``"nellymoser"``, ``"g711a"``,
       ``"g711u"``, ``"native"`` (device-specific audio), ``"multitrack"``
       or ``"unknown"``.
-    * ``is_keyframe``: video FrameType 1 (key) or 4 (generated key), not a
-      command or metadata packet; note that sequence headers and ends carry
-      FrameType 1 too.  True for every well-formed audio frame.
+    * ``is_keyframe``: coded media a decoder can start at.  Video: coded
+      frames (legacy AVC-like NAL units, Enhanced CodedFrames or
+      CodedFramesX, any frame of the other legacy codecs) with FrameType 1
+      (key) or 4 (generated key); with Enhanced FrameType 0 (no flag, as
+      MediaMTX/gortmplib write), a keyframe found in the bitstream (AVC IDR,
+      HEVC IRAP, VVC IRAP, AV1 shown key frame, VP9/VP8 key frame).  Never
+      a sequence header, end of sequence, Metadata or command, whatever
+      their FrameType.  Audio: every coded audio frame (not a sequence
+      header, end or MultichannelConfig).
     * ``is_sequence_header``: AVC/HEVC sequence header, AAC
       AudioSpecificConfig, Enhanced SequenceStart or MPEG2TSSequenceStart.
     * ``is_end_of_sequence``: AVC end of sequence, Enhanced SequenceEnd.
     * ``composition_time``: signed 24-bit ms (pts - dts) of legacy AVC-like
-      NAL units and Enhanced ``avc1``/``hvc1`` CodedFrames; else 0.
+      NAL units and Enhanced ``avc1``/``hvc1``/``vvc1`` CodedFrames; else 0.
     * ``data_offset``: where the codec data starts in ``payload``
-      (:attr:`data`); for a command frame, the command byte.
+      (:attr:`data`); for a command frame, the command byte; for a
+      multitrack message, the first track record (see :meth:`tracks`).
     * ``frame_type``: video FrameType (0 for audio); ``packet_type``: the
       AVCPacketType, AACPacketType or Enhanced PacketType (after ModEx and
       multitrack headers), -1 when the format has none.
     * ``fourcc``: the Enhanced RTMP FourCC (bytes), else ``None``;
       ``is_enhanced``: an Enhanced RTMP header; ``is_multitrack``: an
       Enhanced multitrack packet.
+    * ``track_id``: the track this frame describes: 0 for legacy and
+      single-track messages; for a multitrack message, the primary track
+      (:data:`PRIMARY_TRACK`, 0) if the message carries it, else its first
+      track.  ``codec`` (but see the module doc), ``fourcc``,
+      ``composition_time`` and ``is_keyframe`` are that track's;
+      :meth:`tracks` has them all.
+    * ``timestamp_offset_ns``: the ModEx TimestampOffsetNano, nanoseconds
+      to add to the millisecond ``timestamp`` (0 when absent); the payload
+      is relayed as it is, offset included.
     """
 
     kind: Literal["audio", "video"]
@@ -229,6 +323,8 @@ class Frame(_FrameSlots):
     fourcc: bytes | None = None
     is_enhanced: bool = False
     is_multitrack: bool = False
+    track_id: int = 0
+    timestamp_offset_ns: int = 0
 
     @property
     def data(self) -> memoryview:
@@ -254,6 +350,58 @@ class Frame(_FrameSlots):
         """An Enhanced RTMP video Metadata packet (AMF, e.g. HDR colour info)."""
         return self.is_enhanced and self.kind == VIDEO and self.packet_type == VIDEO_METADATA
 
+    @property
+    def is_multichannel_config(self) -> bool:
+        """An Enhanced RTMP audio MultichannelConfig packet (channel order and count)."""
+        return (self.is_enhanced and self.kind == AUDIO
+                and self.packet_type == AUDIO_MULTICHANNEL_CONFIG)
+
+    @property
+    def header_kind(self) -> int:
+        """What a late joiner needs this for: :data:`HEADER_SEQUENCE`
+        (:attr:`is_sequence_header`), :data:`HEADER_METADATA`
+        (:attr:`is_metadata`), :data:`HEADER_MULTICHANNEL_CONFIG`
+        (:attr:`is_multichannel_config`), else 0.  A relay keeps the latest
+        of each kind per track and sends them to a joining player before
+        any media: the decoder configuration, and the state (colour info,
+        channel layout) that applies to what follows."""
+        if self.is_sequence_header:
+            return HEADER_SEQUENCE
+        if self.is_enhanced and self.packet_type == 4:  # Metadata / MultichannelConfig
+            return HEADER_METADATA if self.kind == VIDEO else HEADER_MULTICHANNEL_CONFIG
+        return 0
+
+    @property
+    def is_header(self) -> bool:
+        """``header_kind != 0``: a packet a relay keeps for late joiners."""
+        return self.header_kind != 0
+
+    def tracks(self) -> tuple[Track, ...]:
+        """Every track this message carries, in message order: one
+        :class:`Track` (track 0) for a legacy or single-track message, one
+        per track record (at most 16 walked) for a multitrack message, none
+        for a command frame or a malformed payload."""
+        payload = self.payload
+        if self.codec == _UNKNOWN and self.fourcc is None or self.is_command:
+            return ()
+        n = len(payload)
+        if not self.is_multitrack:
+            return (Track(0, self.codec, self.fourcc, self.is_keyframe, self.composition_time,
+                          self.data_offset, n, memoryview(payload)[self.data_offset:]),)
+        records = _records_of(payload, n, self.kind == VIDEO)
+        if isinstance(records, str):  # cannot happen for a parsed frame
+            return ()
+        tracks = []
+        table = _VIDEO_FOURCC if self.kind == VIDEO else _AUDIO_FOURCC
+        view = memoryview(payload)
+        for track_id, fourcc, start, ct, end in records:
+            info = table.get(fourcc)
+            codec = _UNKNOWN if info is None else info[0]
+            key = _record_key(self.kind, self.frame_type, self.packet_type, codec,
+                              payload, start, end)
+            tracks.append(Track(track_id, codec, fourcc, key, ct, start, end, view[start:end]))
+        return tuple(tracks)
+
     @staticmethod
     def parse(kind: str, timestamp: int, payload: Buffer, *, strict: bool = False) -> Frame:
         """Classify one message body; ``kind`` is ``"audio"`` or ``"video"``."""
@@ -268,7 +416,7 @@ class _FrameBuilder(_FrameSlots):
     """Mutable twin of :class:`Frame`, same layout.
 
     A frozen dataclass sets each field through ``object.__setattr__`` in its
-    ``__init__``, about 1.4 us for these 14 fields.  The parsers instead
+    ``__init__``, about 1.6 us for these 16 fields.  The parsers instead
     take a bare ``_FrameBuilder`` (``object.__new__``), fill its slots with
     plain stores, and turn it into a :class:`Frame` by ``__class__``
     assignment (allowed: both classes add no slots to ``_FrameSlots``),
@@ -281,7 +429,7 @@ class _FrameBuilder(_FrameSlots):
         self, kind: str, timestamp: int, payload: Buffer, codec: str, is_keyframe: bool,
         is_sequence_header: bool, is_end_of_sequence: bool, composition_time: int,
         data_offset: int, frame_type: int, packet_type: int, fourcc: bytes | None,
-        is_enhanced: bool, is_multitrack: bool,
+        is_enhanced: bool, is_multitrack: bool, track_id: int = 0, timestamp_offset_ns: int = 0,
     ) -> None:
         self.kind = kind
         self.timestamp = timestamp
@@ -297,6 +445,8 @@ class _FrameBuilder(_FrameSlots):
         self.fourcc = fourcc
         self.is_enhanced = is_enhanced
         self.is_multitrack = is_multitrack
+        self.track_id = track_id
+        self.timestamp_offset_ns = timestamp_offset_ns
 
 
 _new = object.__new__
@@ -306,11 +456,12 @@ def _make(
     kind: str, timestamp: int, payload: Buffer, codec: str, is_keyframe: bool,
     is_sequence_header: bool, is_end_of_sequence: bool, composition_time: int,
     data_offset: int, frame_type: int, packet_type: int, fourcc: bytes | None,
-    is_enhanced: bool, is_multitrack: bool,
+    is_enhanced: bool, is_multitrack: bool, track_id: int = 0, timestamp_offset_ns: int = 0,
 ) -> Frame:
     f = _FrameBuilder(kind, timestamp, payload, codec, is_keyframe, is_sequence_header,
                       is_end_of_sequence, composition_time, data_offset, frame_type,
-                      packet_type, fourcc, is_enhanced, is_multitrack)
+                      packet_type, fourcc, is_enhanced, is_multitrack, track_id,
+                      timestamp_offset_ns)
     f.__class__ = Frame  # type: ignore[assignment]
     return f  # type: ignore[return-value]
 
@@ -327,76 +478,147 @@ def _fourcc(payload: Buffer, pos: int) -> bytes:
     return fc if type(fc) is bytes else bytes(fc)
 
 
-def _skip_modex(payload: Buffer, pos: int, n: int) -> tuple[int, int]:
-    """Skip ModEx entries from ``pos`` (just after the header byte whose
-    PacketType was ModEx): return (position after them, the real PacketType),
-    or (-1, -1) if they run past the end."""
+_MODEX_PAST_END: Final = -1
+_MODEX_SHORT_NANO: Final = -2
+
+
+def _skip_modex(payload: Buffer, pos: int, n: int) -> tuple[int, int, int]:
+    """Read ModEx entries from ``pos`` (just after the header byte whose
+    PacketType was ModEx): return (position after them, the real PacketType,
+    the TimestampOffsetNano or 0).  The position is ``_MODEX_PAST_END`` if
+    they run past the end, ``_MODEX_SHORT_NANO`` for a TimestampOffsetNano
+    of fewer than the 3 bytes the spec requires.  Each entry is
+    ``size - 1`` (UI8, or 0xFF + UI16), its data, then
+    ``ModExType(4) | PacketType(4)``; other ModExTypes are skipped."""
+    nano = 0
     while True:
         if pos >= n:
-            return -1, -1
+            return _MODEX_PAST_END, -1, 0
         size = payload[pos] + 1
         pos += 1
         if size == 256:
             if pos + 2 > n:
-                return -1, -1
+                return _MODEX_PAST_END, -1, 0
             size = ((payload[pos] << 8) | payload[pos + 1]) + 1
             pos += 2
+        data = pos
         pos += size
         if pos >= n:
-            return -1, -1
-        packet_type = payload[pos] & 0x0F
+            return _MODEX_PAST_END, -1, 0
+        b = payload[pos]
         pos += 1
+        if b >> 4 == 0:  # TimestampOffsetNano: UI24 from the first 3 bytes
+            if size < 3:
+                return _MODEX_SHORT_NANO, -1, 0
+            nano = (payload[data] << 16) | (payload[data + 1] << 8) | payload[data + 2]
+        packet_type = b & 0x0F
         if packet_type != 7:  # ModEx is 7 for audio and video alike
-            return pos, packet_type
+            return pos, packet_type, nano
 
 
-def _multitrack(
-    payload: Buffer, pos: int, n: int, table: dict[bytes, tuple[str, bytes, bool]],
-) -> tuple[int, int, int, str, bytes | None, bool]:
+def _modex_error(pos: int) -> str:
+    if pos == _MODEX_SHORT_NANO:
+        return "ModEx TimestampOffsetNano needs 3 bytes"
+    return "ModEx entries run past the end"
+
+
+# One track record of a multitrack message: (trackId, FourCC, codec data
+# start, composition time, codec data end).
+_Record: TypeAlias = tuple[int, bytes, int, int, int]
+
+
+def _walk(
+    payload: Buffer, pos: int, n: int, video: bool,
+) -> tuple[int, int, list[_Record]] | str:
     """Read a multitrack header at ``pos`` (the byte
-    ``AvMultitrackType(4) | PacketType(4)``).  Return (data offset = first
-    track record, multitrack type, packet type, codec, FourCC, known), or a
-    data offset of -1 if malformed."""
+    ``AvMultitrackType(4) | PacketType(4)``, then the shared FourCC unless
+    ManyTracksManyCodecs) and walk its track records (at most
+    ``_MAX_TRACKS``; the rest is not looked at).  Return (multitrack type,
+    packet type, records), or what is wrong.  A record is [FourCC
+    (ManyTracksManyCodecs)], trackId (UI8), [size (UI24, not for OneTrack,
+    whose record runs to the end)], [composition time (SI24, video
+    CodedFrames of a codec that has one)], codec data."""
     if pos >= n:
-        return -1, 0, 0, _UNKNOWN, None, False
+        return "no multitrack header"
     b = payload[pos]
     mt = b >> 4
     packet_type = b & 0x0F
     pos += 1
     if mt > MANY_TRACKS_MANY_CODECS:
-        return -1, mt, packet_type, _UNKNOWN, None, False
+        return f"reserved AvMultitrackType {mt} in a multitrack header"
+    if (packet_type > VIDEO_MPEG2TS_SEQUENCE_START if video
+            else packet_type > AUDIO_MULTICHANNEL_CONFIG or packet_type == 3):
+        return f"reserved PacketType {packet_type} in a multitrack header"
+    table = _VIDEO_FOURCC if video else _AUDIO_FOURCC
+    shared: bytes | None = None
     if mt != MANY_TRACKS_MANY_CODECS:
         if pos + 4 > n:
-            return -1, mt, packet_type, _UNKNOWN, None, False
-        fc = _fourcc(payload, pos)
-        info = table.get(fc)
-        if info is None:
-            return pos + 4, mt, packet_type, _UNKNOWN, fc, False
-        return pos + 4, mt, packet_type, info[0], info[1], True
-    # ManyTracksManyCodecs: records are FourCC, trackId, UI24 size, body.
-    first: bytes | None = None
-    p = pos
-    walked = 0
-    same = True
-    while p < n and walked < _MAX_TRACK_WALK:
-        if p + 8 > n:
-            return -1, mt, packet_type, _UNKNOWN, None, False
-        track_fc: bytes = payload[p:p + 4]  # type: ignore[assignment]
-        if first is None:
-            first = track_fc if type(track_fc) is bytes else bytes(track_fc)
-        elif track_fc != first:
-            same = False
-            break
-        p += 8 + ((payload[p + 5] << 16) | (payload[p + 6] << 8) | payload[p + 7])
-        walked += 1
-    if first is None:
-        return -1, mt, packet_type, _UNKNOWN, None, False
-    info = table.get(first)
-    if info is None:
-        return pos, mt, packet_type, _UNKNOWN, first, False
-    if not same or (p < n and walked >= _MAX_TRACK_WALK):
-        return pos, mt, packet_type, _MULTITRACK, info[1], True
-    return pos, mt, packet_type, info[0], info[1], True
+            return "no room for the multitrack FourCC"
+        shared = _fourcc(payload, pos)
+        info = table.get(shared)
+        if info is not None:
+            shared = info[1]
+        pos += 4
+    ct_possible = video and packet_type == VIDEO_CODED_FRAMES
+    records: list[_Record] = []
+    while pos < n and len(records) < _MAX_TRACKS:
+        if shared is None:
+            if pos + 4 > n:
+                return "multitrack record truncated in its FourCC"
+            fc = _fourcc(payload, pos)
+            info = table.get(fc)
+            if info is not None:
+                fc = info[1]
+            pos += 4
+        else:
+            fc = shared
+        if pos >= n:
+            return "multitrack record without its trackId"
+        track_id = payload[pos]
+        pos += 1
+        if mt == ONE_TRACK:
+            end = n
+        else:
+            if pos + 3 > n:
+                return "multitrack record truncated in its size"
+            end = pos + 3 + ((payload[pos] << 16) | (payload[pos + 1] << 8) | payload[pos + 2])
+            pos += 3
+            if end > n:
+                return "multitrack record runs past the end"
+        ct = 0
+        if ct_possible:
+            info = _VIDEO_FOURCC.get(fc)
+            if info is not None and info[2]:
+                if pos + 3 > end:
+                    return "multitrack record without its composition time"
+                ct = (payload[pos] << 16) | (payload[pos + 1] << 8) | payload[pos + 2]
+                if ct & 0x800000:
+                    ct -= 0x1000000
+                pos += 3
+        records.append((track_id, fc, pos, ct, end))
+        pos = end
+    if not records:
+        return "multitrack message without a track"
+    return mt, packet_type, records
+
+
+def _records_of(payload: Buffer, n: int, video: bool) -> list[_Record] | str:
+    """The track records of a multitrack message (ModEx entries skipped)."""
+    pos = 1
+    if n and payload[0] & 0x0F == 7:
+        pos, _, _ = _skip_modex(payload, 1, n)
+        if pos < 0:
+            return _modex_error(pos)
+    walked = _walk(payload, pos, n, video)
+    return walked if isinstance(walked, str) else walked[2]
+
+
+def _primary(records: list[_Record]) -> _Record:
+    """The record a Frame describes: the primary track's, else the first."""
+    for record in records:
+        if record[0] == PRIMARY_TRACK:
+            return record
+    return records[0]
 
 
 def parse_video(timestamp: int, payload: Buffer, *, strict: bool = False) -> Frame:
@@ -437,7 +659,8 @@ def parse_video(timestamp: int, payload: Buffer, *, strict: bool = False) -> Fra
     f.timestamp = timestamp
     f.payload = payload
     f.codec = codec
-    f.is_keyframe = frame_type == 1 or frame_type == 4
+    # coded video only: not an AVC sequence header or end of sequence
+    f.is_keyframe = (frame_type == 1 or frame_type == 4) and (packet_type == 1 or packet_type < 0)
     f.is_sequence_header = packet_type == 0
     f.is_end_of_sequence = packet_type == 2
     f.composition_time = ct
@@ -447,6 +670,8 @@ def parse_video(timestamp: int, payload: Buffer, *, strict: bool = False) -> Fra
     f.fourcc = None
     f.is_enhanced = False
     f.is_multitrack = False
+    f.track_id = 0
+    f.timestamp_offset_ns = 0
     f.__class__ = Frame  # type: ignore[assignment]
     return f  # type: ignore[return-value]
 
@@ -455,32 +680,52 @@ def _parse_ex_video(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
     frame_type = (b0 >> 4) & 7
     packet_type = b0 & 0x0F
     pos = 1
+    nano = 0
     if packet_type == VIDEO_MODEX:
-        pos, packet_type = _skip_modex(payload, 1, n)
+        pos, packet_type, nano = _skip_modex(payload, 1, n)
         if pos < 0:
-            return _bad(VIDEO, timestamp, payload, strict, "ModEx entries run past the end")
+            return _bad(VIDEO, timestamp, payload, strict, _modex_error(pos))
     if frame_type == COMMAND_FRAME and packet_type != VIDEO_METADATA:
         if pos >= n:
             return _bad(VIDEO, timestamp, payload, strict, "command frame without its command")
         return _make(VIDEO, timestamp, payload, _UNKNOWN, False, False, False, 0, pos, 5,
-                     packet_type, None, True, False)
-    if (frame_type == 0 or frame_type > COMMAND_FRAME) and packet_type != VIDEO_METADATA:
-        return _bad(VIDEO, timestamp, payload, strict, f"reserved FrameType {frame_type}")
+                     packet_type, None, True, False, 0, nano)
     ct = 0
+    track_id = 0
+    end = n
     multitrack = packet_type == VIDEO_MULTITRACK
     if multitrack:
-        pos, _mt, packet_type, codec, fourcc, known = _multitrack(
-            payload, pos, n, _VIDEO_FOURCC)
-        if pos < 0 or packet_type > VIDEO_MPEG2TS_SEQUENCE_START:
-            return _bad(VIDEO, timestamp, payload, strict, "malformed multitrack header")
+        walked = _walk(payload, pos, n, True)
+        if isinstance(walked, str):
+            return _bad(VIDEO, timestamp, payload, strict, walked)
+        mt, packet_type, records = walked
+        track_id, fourcc, start, ct, end = _primary(records)
+        info = _VIDEO_FOURCC.get(fourcc)
+        codec = _UNKNOWN if info is None else info[0]
+        known = info is not None
+        track_codec = codec
+        if mt == MANY_TRACKS_MANY_CODECS:
+            pos += 1  # the first record: its FourCC
+            first = records[0][1]
+            for record in records:
+                if record[1] != first:
+                    codec = _MULTITRACK
+                if record[1] not in _VIDEO_FOURCC:
+                    known = False
+            if records[-1][4] < n:  # tracks past the walk: their codecs are not known here
+                codec = _MULTITRACK
+        else:
+            pos += 5  # the first record: its trackId
     else:
+        if frame_type > COMMAND_FRAME and packet_type != VIDEO_METADATA:
+            return _bad(VIDEO, timestamp, payload, strict, f"reserved FrameType {frame_type}")
         if pos + 4 > n:
             return _bad(VIDEO, timestamp, payload, strict, "no room for the FourCC")
-        fc: bytes = payload[pos:pos + 4]  # type: ignore[assignment]
+        fc = _fourcc(payload, pos)  # bytes: a bytearray slice is not hashable
         info = _VIDEO_FOURCC.get(fc)
         pos += 4
         if info is None:
-            fourcc = fc if type(fc) is bytes else bytes(fc)
+            fourcc = fc
             codec = _UNKNOWN
             known = False
         else:
@@ -497,14 +742,26 @@ def _parse_ex_video(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
         if packet_type > VIDEO_MPEG2TS_SEQUENCE_START:
             return _bad(VIDEO, timestamp, payload, strict,
                         f"reserved VideoPacketType {packet_type}")
+        start = pos
+        track_codec = codec
+    if frame_type > COMMAND_FRAME and packet_type != VIDEO_METADATA:
+        return _bad(VIDEO, timestamp, payload, strict, f"reserved FrameType {frame_type}")
     if strict and not known:
         raise ProtocolError(f"unknown video FourCC {fourcc!r}")
+    if packet_type == VIDEO_CODED_FRAMES or packet_type == VIDEO_CODED_FRAMES_X:
+        if frame_type == 0:  # no key flag (MediaMTX, gortmplib): look at the bitstream
+            scan = _KEY_SCANNERS.get(track_codec)
+            key = scan is not None and scan(payload, start, end)
+        else:
+            key = frame_type == 1 or frame_type == 4
+    else:
+        key = False
     f = _new(_FrameBuilder)
     f.kind = VIDEO
     f.timestamp = timestamp
     f.payload = payload
     f.codec = codec
-    f.is_keyframe = (frame_type == 1 or frame_type == 4) and packet_type != VIDEO_METADATA
+    f.is_keyframe = key
     f.is_sequence_header = packet_type == 0 or packet_type == VIDEO_MPEG2TS_SEQUENCE_START
     f.is_end_of_sequence = packet_type == VIDEO_SEQUENCE_END
     f.composition_time = ct
@@ -514,6 +771,8 @@ def _parse_ex_video(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
     f.fourcc = fourcc
     f.is_enhanced = True
     f.is_multitrack = multitrack
+    f.track_id = track_id
+    f.timestamp_offset_ns = nano
     f.__class__ = Frame  # type: ignore[assignment]
     return f  # type: ignore[return-value]
 
@@ -548,7 +807,7 @@ def parse_audio(timestamp: int, payload: Buffer, *, strict: bool = False) -> Fra
     f.timestamp = timestamp
     f.payload = payload
     f.codec = codec
-    f.is_keyframe = True
+    f.is_keyframe = packet_type != 0  # every coded audio frame, not the AAC config
     f.is_sequence_header = packet_type == 0
     f.is_end_of_sequence = False
     f.composition_time = 0
@@ -558,6 +817,8 @@ def parse_audio(timestamp: int, payload: Buffer, *, strict: bool = False) -> Fra
     f.fourcc = None
     f.is_enhanced = False
     f.is_multitrack = False
+    f.track_id = 0
+    f.timestamp_offset_ns = 0
     f.__class__ = Frame  # type: ignore[assignment]
     return f  # type: ignore[return-value]
 
@@ -565,24 +826,42 @@ def parse_audio(timestamp: int, payload: Buffer, *, strict: bool = False) -> Fra
 def _parse_ex_audio(timestamp: int, payload: Buffer, b0: int, n: int, strict: bool) -> Frame:
     packet_type = b0 & 0x0F
     pos = 1
+    nano = 0
     if packet_type == AUDIO_MODEX:
-        pos, packet_type = _skip_modex(payload, 1, n)
+        pos, packet_type, nano = _skip_modex(payload, 1, n)
         if pos < 0:
-            return _bad(AUDIO, timestamp, payload, strict, "ModEx entries run past the end")
+            return _bad(AUDIO, timestamp, payload, strict, _modex_error(pos))
+    track_id = 0
     multitrack = packet_type == AUDIO_MULTITRACK
     if multitrack:
-        pos, _mt, packet_type, codec, fourcc, known = _multitrack(
-            payload, pos, n, _AUDIO_FOURCC)
-        if pos < 0:
-            return _bad(AUDIO, timestamp, payload, strict, "malformed multitrack header")
+        walked = _walk(payload, pos, n, False)
+        if isinstance(walked, str):
+            return _bad(AUDIO, timestamp, payload, strict, walked)
+        mt, packet_type, records = walked
+        track_id, fourcc, _start, _ct, _end = _primary(records)
+        info = _AUDIO_FOURCC.get(fourcc)
+        codec = _UNKNOWN if info is None else info[0]
+        known = info is not None
+        if mt == MANY_TRACKS_MANY_CODECS:
+            pos += 1
+            first = records[0][1]
+            for record in records:
+                if record[1] != first:
+                    codec = _MULTITRACK
+                if record[1] not in _AUDIO_FOURCC:
+                    known = False
+            if records[-1][4] < n:
+                codec = _MULTITRACK
+        else:
+            pos += 5
     else:
         if pos + 4 > n:
             return _bad(AUDIO, timestamp, payload, strict, "no room for the FourCC")
-        fc: bytes = payload[pos:pos + 4]  # type: ignore[assignment]
+        fc = _fourcc(payload, pos)  # bytes: a bytearray slice is not hashable
         info = _AUDIO_FOURCC.get(fc)
         pos += 4
         if info is None:
-            fourcc = fc if type(fc) is bytes else bytes(fc)
+            fourcc = fc
             codec = _UNKNOWN
             known = False
         else:
@@ -598,7 +877,7 @@ def _parse_ex_audio(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
     f.timestamp = timestamp
     f.payload = payload
     f.codec = codec
-    f.is_keyframe = True
+    f.is_keyframe = packet_type == AUDIO_CODED_FRAMES
     f.is_sequence_header = packet_type == AUDIO_SEQUENCE_START
     f.is_end_of_sequence = packet_type == AUDIO_SEQUENCE_END
     f.composition_time = 0
@@ -608,6 +887,8 @@ def _parse_ex_audio(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
     f.fourcc = fourcc
     f.is_enhanced = True
     f.is_multitrack = multitrack
+    f.track_id = track_id
+    f.timestamp_offset_ns = nano
     f.__class__ = Frame  # type: ignore[assignment]
     return f  # type: ignore[return-value]
 
@@ -616,34 +897,43 @@ def _parse_ex_audio(timestamp: int, payload: Buffer, b0: int, n: int, strict: bo
 
 
 def is_video_keyframe(payload: Buffer) -> bool:
-    """Same as ``parse_video(0, payload).is_keyframe``, without building a Frame."""
+    """Same as ``parse_video(0, payload).is_keyframe``, without building a
+    Frame (for a multitrack message: the keyframe flag of the track the Frame
+    describes; a relay anchoring on the primary track uses :func:`classify`)."""
     n = len(payload)
     if n == 0:
         return False
     b0 = payload[0]
     if b0 & 0x80:
         packet_type = b0 & 0x0F
-        if n >= 5 and packet_type < VIDEO_METADATA:
+        if packet_type == VIDEO_CODED_FRAMES or packet_type == VIDEO_CODED_FRAMES_X:
             frame_type = (b0 >> 4) & 7
             if frame_type != 1 and frame_type != 4:
-                return False
-            if packet_type != VIDEO_CODED_FRAMES:
-                return True
+                if frame_type != 0:
+                    return False
+            elif packet_type == VIDEO_CODED_FRAMES_X:
+                return n >= 5
+            return parse_video(0, payload).is_keyframe
+        if packet_type < VIDEO_MULTITRACK:  # headers, ends, metadata: never keyframes
+            return False
         return parse_video(0, payload).is_keyframe
     frame_type = b0 >> 4
     if frame_type != 1 and frame_type != 4:
         return False
     codec_id = b0 & 0x0F
-    if codec_id == 7 or codec_id == 12 or codec_id == 13:  # AVC-like
-        return n >= 5 and payload[1] <= 2
+    if codec_id == 7 or codec_id == 12 or codec_id == 13:  # AVC-like: NAL units only
+        return n >= 5 and payload[1] == 1
     return _LEGACY_VIDEO[codec_id] is not _UNKNOWN
 
 
 def is_sequence_header(type_id: int, payload: Buffer) -> bool:
     """Is this message (type 8 audio or 9 video) a sequence header (AVC/HEVC
-    decoder configuration, AAC AudioSpecificConfig, Enhanced SequenceStart)?
+    decoder configuration, AAC AudioSpecificConfig, Enhanced SequenceStart
+    or MPEG2TSSequenceStart, with any FrameType but a command or a reserved
+    one: FrameType 0, as gortmplib writes it, included)?
 
-    Same as ``Frame.parse(...).is_sequence_header`` without building a Frame.
+    Same as ``Frame.parse(...).is_sequence_header`` without building a Frame;
+    :func:`classify` also says which track, and finds the other headers.
     """
     n = len(payload)
     if n < 2:
@@ -653,7 +943,7 @@ def is_sequence_header(type_id: int, payload: Buffer) -> bool:
         if b0 & 0x80:
             packet_type = b0 & 0x0F
             if packet_type == VIDEO_SEQUENCE_START or packet_type == VIDEO_MPEG2TS_SEQUENCE_START:
-                return n >= 5 and (b0 >> 4) & 7 not in (0, 5, 6, 7)
+                return n >= 5 and (b0 >> 4) & 7 < 5  # FrameType 0 (no flag) included
             if packet_type < VIDEO_MULTITRACK:
                 return False
             return parse_video(0, payload).is_sequence_header
@@ -672,6 +962,348 @@ def is_sequence_header(type_id: int, payload: Buffer) -> bool:
                 return False
             return parse_audio(0, payload).is_sequence_header
     return False
+
+
+_V0: Final = (TrackInfo(VIDEO, 0, 0, False),)
+_V0_KEY: Final = (TrackInfo(VIDEO, 0, 0, True),)
+_V0_SEQUENCE: Final = (TrackInfo(VIDEO, 0, HEADER_SEQUENCE, False),)
+_V0_METADATA: Final = (TrackInfo(VIDEO, 0, HEADER_METADATA, False),)
+_A0: Final = (TrackInfo(AUDIO, 0, 0, False),)
+_A0_CODED: Final = (TrackInfo(AUDIO, 0, 0, True),)
+_A0_SEQUENCE: Final = (TrackInfo(AUDIO, 0, HEADER_SEQUENCE, False),)
+_A0_MULTICHANNEL: Final = (TrackInfo(AUDIO, 0, HEADER_MULTICHANNEL_CONFIG, False),)
+
+
+def classify(type_id: int, payload: Buffer) -> tuple[TrackInfo, ...]:
+    """What a relay needs of one audio (8) or video (9) message, per track:
+    ``(kind, track_id, header, keyframe)`` tuples (:class:`TrackInfo`).
+
+    One entry for a legacy or single-track message (track 0), one per track
+    record (at most 16) for a multitrack message, in message order; a
+    malformed message or a command frame gives one entry that is neither a
+    header nor a keyframe; another ``type_id`` gives ``()``.  ``header`` is
+    :attr:`Frame.header_kind` and ``keyframe`` :attr:`Frame.is_keyframe`
+    (for that track): the same as ``Frame.parse(...).tracks()``, without
+    building a Frame for the usual messages (the common cases return shared
+    constant tuples).
+
+    A relay's GOP cache restarts at a video entry with ``keyframe`` and
+    ``track_id == PRIMARY_TRACK``, and keeps the latest message of each
+    ``(kind, track_id, header)`` with a non-zero ``header`` for late joiners
+    (a message that carries several tracks under each of their keys, sent
+    once).  A track's keyframe need not come with the primary track's: a
+    relay that starts a player at a primary keyframe may hold the other
+    tracks back until their own keyframe (``keyframe`` of their entry).
+    """
+    n = len(payload)
+    if type_id == 9:
+        if n == 0:
+            return _V0
+        b0 = payload[0]
+        frame_type = b0 >> 4
+        if not b0 & 0x80:
+            codec_id = b0 & 0x0F
+            if codec_id == 7 or codec_id == 12 or codec_id == 13:  # AVC-like
+                if n < 5 or frame_type == 0 or frame_type > 4:
+                    return _V0
+                packet_type = payload[1]
+                if packet_type == 1:
+                    return _V0_KEY if frame_type == 1 or frame_type == 4 else _V0
+                return _V0_SEQUENCE if packet_type == 0 else _V0
+            if (frame_type == 1 or frame_type == 4) and _LEGACY_VIDEO[codec_id] is not _UNKNOWN:
+                return _V0_KEY
+            return _V0
+        packet_type = b0 & 0x0F
+        frame_type &= 7
+        if packet_type < VIDEO_MULTITRACK:
+            if n < 5 or (frame_type > 4 and packet_type != VIDEO_METADATA):
+                return _V0  # too short, a command frame, a reserved FrameType
+            if packet_type == VIDEO_SEQUENCE_START or packet_type == VIDEO_MPEG2TS_SEQUENCE_START:
+                return _V0_SEQUENCE
+            if packet_type == VIDEO_METADATA:
+                return _V0_METADATA
+            if packet_type == VIDEO_SEQUENCE_END or frame_type == 2 or frame_type == 3:
+                return _V0
+            if packet_type == VIDEO_CODED_FRAMES_X and frame_type != 0:
+                return _V0_KEY
+        return _classify_ex_video(payload, n, b0)
+    if type_id == 8:
+        if n == 0:
+            return _A0
+        b0 = payload[0]
+        sound_format = b0 >> 4
+        if sound_format == 10:
+            if n < 2:
+                return _A0
+            packet_type = payload[1]
+            return _A0_CODED if packet_type == 1 else _A0_SEQUENCE if packet_type == 0 else _A0
+        if sound_format != 9:
+            return _A0 if _LEGACY_AUDIO[sound_format] is _UNKNOWN else _A0_CODED
+        packet_type = b0 & 0x0F
+        if packet_type < AUDIO_MULTITRACK:
+            if n < 5:
+                return _A0
+            if packet_type == AUDIO_CODED_FRAMES:
+                return _A0_CODED
+            if packet_type == AUDIO_SEQUENCE_START:
+                return _A0_SEQUENCE
+            if packet_type == AUDIO_MULTICHANNEL_CONFIG:
+                return _A0_MULTICHANNEL
+            return _A0  # SequenceEnd, reserved 3
+        return _classify_ex_audio(payload, n, b0)
+    return ()
+
+
+# header kind by Enhanced PacketType (0..5 video, 0..4 audio)
+_VIDEO_HEADERS: Final = (HEADER_SEQUENCE, 0, 0, 0, HEADER_METADATA, HEADER_SEQUENCE)
+_AUDIO_HEADERS: Final = (HEADER_SEQUENCE, 0, 0, 0, HEADER_MULTICHANNEL_CONFIG)
+
+
+def _classify_ex_video(payload: Buffer, n: int, b0: int) -> tuple[TrackInfo, ...]:
+    """:func:`classify` of the Enhanced video messages its fast path leaves:
+    ModEx, multitrack, coded frames with FrameType 0 (the bitstream
+    decides) or with a key flag and a composition time.  Same rules as
+    :func:`_parse_ex_video`, without building a Frame."""
+    frame_type = (b0 >> 4) & 7
+    packet_type = b0 & 0x0F
+    pos = 1
+    if packet_type == VIDEO_MODEX:
+        pos, packet_type, _ = _skip_modex(payload, 1, n)
+        if pos < 0:
+            return _V0
+    if frame_type == COMMAND_FRAME and packet_type != VIDEO_METADATA:
+        return _V0
+    if packet_type == VIDEO_MULTITRACK:
+        walked = _walk(payload, pos, n, True)
+        if isinstance(walked, str):
+            return _V0
+        _mt, packet_type, records = walked
+        if frame_type > COMMAND_FRAME and packet_type != VIDEO_METADATA:
+            return _V0
+        header = _VIDEO_HEADERS[packet_type]
+        out = []
+        for track_id, fourcc, start, _ct, end in records:
+            info = _VIDEO_FOURCC.get(fourcc)
+            codec = _UNKNOWN if info is None else info[0]
+            out.append(TrackInfo(VIDEO, track_id, header, _record_key(
+                VIDEO, frame_type, packet_type, codec, payload, start, end)))
+        return tuple(out)
+    if ((frame_type > COMMAND_FRAME and packet_type != VIDEO_METADATA) or pos + 4 > n
+            or packet_type > VIDEO_MPEG2TS_SEQUENCE_START):
+        return _V0
+    if packet_type == VIDEO_CODED_FRAMES or packet_type == VIDEO_CODED_FRAMES_X:
+        info = _VIDEO_FOURCC.get(_fourcc(payload, pos))
+        pos += 4
+        if packet_type == VIDEO_CODED_FRAMES and info is not None and info[2]:
+            if pos + 3 > n:
+                return _V0
+            pos += 3
+        if frame_type == 0:
+            scan = None if info is None else _KEY_SCANNERS.get(info[0])
+            return _V0_KEY if scan is not None and scan(payload, pos, n) else _V0
+        return _V0_KEY if frame_type == 1 or frame_type == 4 else _V0
+    header = _VIDEO_HEADERS[packet_type]
+    return _V0_SEQUENCE if header == HEADER_SEQUENCE else _V0_METADATA if header else _V0
+
+
+def _classify_ex_audio(payload: Buffer, n: int, b0: int) -> tuple[TrackInfo, ...]:
+    """:func:`classify` of Enhanced audio with ModEx or multitrack headers."""
+    packet_type = b0 & 0x0F
+    pos = 1
+    if packet_type == AUDIO_MODEX:
+        pos, packet_type, _ = _skip_modex(payload, 1, n)
+        if pos < 0:
+            return _A0
+    if packet_type == AUDIO_MULTITRACK:
+        walked = _walk(payload, pos, n, False)
+        if isinstance(walked, str):
+            return _A0
+        _mt, packet_type, records = walked
+        header = _AUDIO_HEADERS[packet_type]
+        key = packet_type == AUDIO_CODED_FRAMES
+        return tuple(TrackInfo(AUDIO, record[0], header, key) for record in records)
+    if pos + 4 > n or packet_type > AUDIO_MULTICHANNEL_CONFIG or packet_type == 3:
+        return _A0
+    if packet_type == AUDIO_CODED_FRAMES:
+        return _A0_CODED
+    if packet_type == AUDIO_SEQUENCE_START:
+        return _A0_SEQUENCE
+    return _A0_MULTICHANNEL if packet_type == AUDIO_MULTICHANNEL_CONFIG else _A0
+
+
+# -- keyframes in the bitstream (Enhanced FrameType 0) ------------------------------------
+#
+# Each scanner looks at the codec data payload[pos:end] of one track and
+# decides from the first picture header it reaches, hopping from unit to
+# unit by their sizes (at most _MAX_UNITS of them): no loop over the bytes,
+# no slice.  Inconsistent sizes (a unit running past the end) give False.
+
+
+def _record_key(kind: str, frame_type: int, packet_type: int, codec: str, payload: Buffer,
+                start: int, end: int) -> bool:
+    """The keyframe flag of one track (see :attr:`Frame.is_keyframe`)."""
+    if kind == AUDIO:
+        return packet_type == AUDIO_CODED_FRAMES
+    if packet_type != VIDEO_CODED_FRAMES and packet_type != VIDEO_CODED_FRAMES_X:
+        return False
+    if frame_type == 0:
+        scan = _KEY_SCANNERS.get(codec)
+        return scan is not None and scan(payload, start, end)
+    return frame_type == 1 or frame_type == 4
+
+
+def _nal_key(p: Buffer, pos: int, end: int, codec: int) -> bool:
+    """4-byte length-prefixed NAL units (AVCC/HVCC/VVCC, as FFmpeg, OBS and
+    gortmplib write them): is the first VCL NAL unit a random access point?
+    ``codec``: 0 AVC (IDR, type 5, of the VCL types 1..5), 1 HEVC (IRAP,
+    types 16..23 of 0..31), 2 VVC (IRAP, types 7..9 and 11 of 0..11)."""
+    for _ in range(_MAX_UNITS):
+        if pos + 5 > end:
+            return False
+        size = (p[pos] << 24) | (p[pos + 1] << 16) | (p[pos + 2] << 8) | p[pos + 3]
+        pos += 4
+        if size == 0 or pos + size > end:
+            return False
+        h = p[pos]
+        if h & 0x80:  # forbidden_zero_bit
+            return False
+        if codec == 0:
+            t = h & 0x1F
+            if 1 <= t <= 5:
+                return t == 5
+        elif codec == 1:
+            t = h >> 1
+            if t < 32:
+                return t >= 16 and t <= 23
+        else:
+            if size < 2:
+                return False
+            t = p[pos + 1] >> 3
+            if t < 12:
+                return 7 <= t <= 9 or t == 11
+        pos += size
+    return False
+
+
+def _avc_key(p: Buffer, pos: int, end: int) -> bool:
+    return _nal_key(p, pos, end, 0)
+
+
+def _hevc_key(p: Buffer, pos: int, end: int) -> bool:
+    return _nal_key(p, pos, end, 1)
+
+
+def _vvc_key(p: Buffer, pos: int, end: int) -> bool:
+    return _nal_key(p, pos, end, 2)
+
+
+def _av1_key(p: Buffer, pos: int, end: int) -> bool:
+    """A temporal unit of low-overhead OBUs (obu_header, leb128 obu_size,
+    payload): is its first shown frame a key frame?  A frame (6) or frame
+    header (3) OBU starts with show_existing_frame(1), frame_type(2) (0 =
+    KEY_FRAME), show_frame(1), unless the sequence header of the unit says
+    reduced_still_picture_header (then it is a key frame).  Hidden frames
+    are passed over; a shown existing frame is not taken as a key frame."""
+    reduced = False
+    for _ in range(_MAX_UNITS):
+        if pos >= end:
+            return False
+        h = p[pos]
+        if h & 0x80:  # obu_forbidden_bit
+            return False
+        obu_type = (h >> 3) & 0x0F
+        pos += 2 if h & 0x04 else 1  # obu_extension_flag: one more byte
+        if pos > end:
+            return False
+        if h & 0x02:  # obu_has_size_field
+            size = 0
+            shift = 0
+            while True:
+                if pos >= end or shift > 49:
+                    return False
+                b = p[pos]
+                pos += 1
+                size |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+        else:
+            size = end - pos
+        if pos + size > end:
+            return False
+        if size:
+            if obu_type == 1:  # sequence header: seq_profile(3) still_picture(1) reduced(1)
+                reduced = bool(p[pos] & 0x08)
+            elif obu_type == 3 or obu_type == 6:
+                if reduced:
+                    return True
+                b = p[pos]
+                if b & 0x80:  # show_existing_frame
+                    return False
+                if b & 0x10:  # show_frame
+                    return b & 0x60 == 0  # frame_type KEY_FRAME
+        pos += size
+    return False
+
+
+def _vp9_frame_key(p: Buffer, pos: int, end: int) -> bool:
+    """One VP9 frame: frame_marker(2) = 2, profile_low(1), profile_high(1),
+    [reserved_zero(1) in profile 3], show_existing_frame(1), frame_type(1)
+    (0 = KEY_FRAME), show_frame(1), error_resilient_mode(1), then for a key
+    frame the sync code 0x49 0x83 0x42."""
+    if pos + 5 > end:
+        return False
+    b = p[pos]
+    if b >> 6 != 2:
+        return False
+    if b & 0x30 == 0x30:  # profile 3: one more bit before show_existing_frame
+        if b & 0x06:  # show_existing_frame or frame_type 1
+            return False
+        head = (b << 32) | (p[pos + 1] << 24) | (p[pos + 2] << 16) | (p[pos + 3] << 8) | p[pos + 4]
+        return (head >> 7) & 0xFFFFFF == 0x498342
+    if b & 0x0C:
+        return False
+    return p[pos + 1] == 0x49 and p[pos + 2] == 0x83 and p[pos + 3] == 0x42
+
+
+def _vp9_key(p: Buffer, pos: int, end: int) -> bool:
+    """A VP9 frame, or a superframe (frames, then an index whose first and
+    last byte are 0b110 mm fff: frame sizes of mm + 1 bytes each, fff + 1
+    frames): does it hold a key frame?"""
+    if pos >= end:
+        return False
+    last = p[end - 1]
+    if last & 0xE0 == 0xC0:
+        frames = (last & 7) + 1
+        mag = ((last >> 3) & 3) + 1
+        index = end - (2 + mag * frames)
+        if index >= pos and p[index] == last:
+            q = index + 1
+            start = pos
+            for _ in range(frames):
+                size = 0
+                for i in range(mag):
+                    size |= p[q + i] << (8 * i)
+                q += mag
+                if start + size > index:
+                    return False
+                if _vp9_frame_key(p, start, start + size):
+                    return True
+                start += size
+            return False
+    return _vp9_frame_key(p, pos, end)
+
+
+def _vp8_key(p: Buffer, pos: int, end: int) -> bool:
+    """A VP8 frame tag with key_frame (bit 0 clear) and the start code 9d 01 2a."""
+    return (pos + 6 <= end and not p[pos] & 1 and p[pos + 3] == 0x9D and p[pos + 4] == 0x01
+            and p[pos + 5] == 0x2A)
+
+
+_KEY_SCANNERS: Final[dict[str, Callable[[Buffer, int, int], bool]]] = {
+    "avc": _avc_key, "hevc": _hevc_key, "vvc": _vvc_key, "av1": _av1_key, "vp9": _vp9_key,
+    "vp8": _vp8_key,
+}
 
 
 # -- legacy audio flags ---------------------------------------------------------------
