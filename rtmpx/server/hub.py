@@ -32,12 +32,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
-from ..media import is_sequence_header, is_video_keyframe
+from ..media import PRIMARY_TRACK, classify
 from .limits import MemoryBudget
 
 __all__ = [
+    "MAX_HEADERS",
     "PACKET_OVERHEAD",
     "Channel",
+    "HeaderKey",
     "Holder",
     "Hub",
     "HubLimits",
@@ -51,7 +53,15 @@ __all__ = [
 
 log = logging.getLogger("rtmpx.server")
 
+#: What a header packet is kept as: ``(kind, track id, header kind)`` (see
+#: :class:`~rtmpx.media.TrackInfo`); the latest packet of each is kept.
+HeaderKey = tuple[str, int, int]
+
 AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
+
+#: Header packets a channel keeps for late joiners (one per kind, track and
+#: header kind: 2 kinds x 256 tracks x 3 would be 1536; real streams have a few).
+MAX_HEADERS = 64
 
 #: Bytes a buffered packet is charged on top of its payload (the Python
 #: objects that carry it), so that queues of tiny messages are bounded too.
@@ -102,31 +112,47 @@ class Packet:
     """One message of a publication, as every subscriber gets it.
 
     ``type_id`` is 8 (audio), 9 (video) or 18 (AMF0 data); ``header`` is
-    True for sequence headers and metadata (never dropped), ``keyframe``
-    for video keyframes; ``metadata`` is the decoded dict of an
+    True for what a late joiner needs (sequence headers, video Metadata,
+    audio MultichannelConfig, data messages: never dropped), and
+    ``headers`` names each such header it carries as ``(kind, track id,
+    header kind)`` (several for a multitrack message); ``keyframe`` is True
+    for a keyframe of the primary video track (track 0: the GOP cache and
+    players start there); ``metadata`` is the decoded dict of an
     ``onMetaData``.  ``shared`` (None until a subscriber needs it) holds
     forms derived once for many subscribers (an RTMP player's chunk encoding, by chunk size and stream
     id).
     """
 
-    __slots__ = ("header", "keyframe", "metadata", "payload", "shared", "timestamp", "type_id")
+    __slots__ = ("header", "headers", "keyframe", "metadata", "payload", "shared", "timestamp",
+                 "type_id")
 
     def __init__(self, type_id: int, timestamp: int, payload: bytes, header: bool = False,
-                 keyframe: bool = False, metadata: dict[str, Any] | None = None) -> None:
+                 keyframe: bool = False, metadata: dict[str, Any] | None = None,
+                 headers: tuple[HeaderKey, ...] = ()) -> None:
         self.type_id = type_id
         self.timestamp = timestamp
         self.payload = payload
         self.header = header
+        self.headers = headers
         self.keyframe = keyframe
         self.metadata = metadata
         self.shared: dict[Any, bytes] | None = None
 
     @classmethod
     def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:
-        """An audio or video packet, classified (sequence header, keyframe)."""
-        header = is_sequence_header(type_id, payload)
-        key = type_id == VIDEO and not header and is_video_keyframe(payload)
-        return cls(type_id, timestamp, payload, header, key)
+        """An audio or video packet, classified per track (:func:`~rtmpx.media.classify`)."""
+        tracks = classify(type_id, payload)
+        if len(tracks) == 1:  # legacy and single-track: the usual case
+            t = tracks[0]
+            if t.header:
+                return cls(type_id, timestamp, payload, True, False, None,
+                           ((t.kind, t.track_id, t.header),))
+            return cls(type_id, timestamp, payload, False,
+                       type_id == VIDEO and t.keyframe and t.track_id == PRIMARY_TRACK)
+        headers = tuple((t.kind, t.track_id, t.header) for t in tracks if t.header)
+        key = type_id == VIDEO and not headers and any(
+            t.keyframe and t.track_id == PRIMARY_TRACK for t in tracks)
+        return cls(type_id, timestamp, payload, bool(headers), key, None, headers)
 
     def __repr__(self) -> str:
         return f"<Packet type={self.type_id} ts={self.timestamp} {len(self.payload)} bytes>"
@@ -311,8 +337,9 @@ class Channel:
         self.players: list[Subscriber] = []
         self.metadata: dict[str, Any] | None = None
         self._metadata: Packet | None = None
-        self._video_header: Packet | None = None
-        self._audio_header: Packet | None = None
+        # the latest header packet of each (kind, track, header kind), in
+        # the order they came (a newer one moves to the end)
+        self._headers: dict[HeaderKey, Packet] = {}
         self._gop: list[Packet] = []
         self.gop_bytes = 0
         self._gop_valid = False
@@ -333,7 +360,8 @@ class Channel:
     def reset(self) -> None:
         """Forget the cached stream state (a publisher left or arrived)."""
         self.metadata = None
-        self._metadata = self._video_header = self._audio_header = None
+        self._metadata = None
+        self._headers.clear()
         self.drop_gop()
 
     def drop_gop(self) -> None:
@@ -351,10 +379,12 @@ class Channel:
                 self._metadata = packet
             return
         if packet.header:
-            if packet.type_id == VIDEO:
-                self._video_header = packet
-            else:
-                self._audio_header = packet
+            headers = self._headers
+            for key in packet.headers:
+                if len(headers) >= MAX_HEADERS and key not in headers:
+                    break  # bounded: tracks and kinds are few in any real stream
+                headers.pop(key, None)
+                headers[key] = packet
             return
         if packet.keyframe:
             self.drop_gop()
@@ -375,8 +405,12 @@ class Channel:
     def startup(self) -> Iterator[Packet]:
         """What a joining subscriber gets first: metadata, sequence headers,
         then the media since the latest keyframe."""
-        for packet in (self._metadata, self._video_header, self._audio_header):
-            if packet is not None:
+        if self._metadata is not None:
+            yield self._metadata
+        seen: set[int] = set()
+        for packet in self._headers.values():
+            if id(packet) not in seen:  # a multitrack header covers several keys
+                seen.add(id(packet))
                 yield packet
         yield from self._gop
 

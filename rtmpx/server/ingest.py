@@ -7,7 +7,7 @@ from collections import deque
 from typing import Any
 
 from ..events import Metadata
-from ..media import Frame, parse_audio, parse_video
+from ..media import PRIMARY_TRACK, Frame, parse_audio, parse_video
 from .hooks import request_of
 from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Packet, Publication
 
@@ -51,7 +51,8 @@ class IncomingStream:
         self._consumed = False
         self._paused = False
         self._skip_to_key = False
-        self._headers: dict[int, Frame | Metadata] = {}  # the latest metadata, sequence headers
+        # the latest metadata and header of each (kind, track, header kind)
+        self._headers: dict[object, Frame | Metadata] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         publication.follow(self)
@@ -87,7 +88,8 @@ class IncomingStream:
         else:
             return  # other data messages are relayed, not part of the ingest API
         if packet.header:
-            self._headers[type_id] = item
+            for key in packet.headers or (type_id,):
+                self._headers[key] = item
         elif self._skip_to_key:
             if not packet.keyframe:
                 self.dropped += 1
@@ -119,18 +121,19 @@ class IncomingStream:
         keyframe (if that fits in half the buffer), else restart at the next
         keyframe."""
         items = list(self._items)
-        headers = list(self._headers.values())
+        headers = list({id(h): h for h in self._headers.values()}.values())
         tail: list[Frame | Metadata] = []
         for i in range(len(items) - 1, -1, -1):
             item = items[i]
             if isinstance(item, Frame) and item.kind == "video" and item.is_keyframe \
-                    and not item.is_sequence_header:
+                    and item.track_id == PRIMARY_TRACK:
                 tail = [x for x in items[i:] if not any(x is h for h in headers)]
                 break
         size = sum(len(x.payload) + PACKET_OVERHEAD for x in tail)
         if size > self.max_bytes // 2:
             tail = []
-        self._skip_to_key = not tail and VIDEO in self._headers
+        self._skip_to_key = not tail and any(
+            isinstance(h, Frame) and h.kind == "video" for h in self._headers.values())
         kept = headers + tail
         self.dropped += len(items) - len(kept)
         self._items = deque(kept)

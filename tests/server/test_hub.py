@@ -8,6 +8,7 @@ from typing import Any
 
 from rtmpx import amf
 from rtmpx.server.hub import (
+    MAX_HEADERS,
     PACKET_OVERHEAD,
     Channel,
     Hub,
@@ -183,6 +184,79 @@ def test_a_late_player_starts_with_the_cache() -> None:
     assert [(g[0], g[2]) for g in got] == [
         (18, amf.dumps_all(["onMetaData", {"width": 1.0}])), (9, AVC_SEQ), (8, AAC_SEQ),
         (9, AVC_KEY), (8, AAC_RAW), (9, AVC_INTER), (9, AVC_INTER)]
+
+
+def enhanced(frame_type: int, packet_type: int, body: bytes, fourcc: bytes = b"hvc1") -> bytes:
+    """An Enhanced RTMP video message of track 0 (no multitrack header)."""
+    return bytes([0x80 | frame_type << 4 | packet_type]) + fourcc + body
+
+
+def one_track(frame_type: int, packet_type: int, track: int, body: bytes,
+              fourcc: bytes = b"hvc1") -> bytes:
+    """A multitrack OneTrack video message (as FFmpeg writes tracks >= 1)."""
+    return bytes([0x80 | frame_type << 4 | 6, packet_type]) + fourcc + bytes([track]) + body
+
+
+CTS0 = b"\x00\x00\x00"
+HVCC = bytes.fromhex("01 01 60 00 00 00 b0 00 00 00 00 00 5d f0 00 fc fd f8 f8 00 00 0f 00")
+
+
+def test_multitrack_late_joiner_gets_every_track_and_the_gop_follows_track_0() -> None:
+    """Issue 9: the channel kept one video and one audio sequence header, so
+    per-track SequenceStarts overwrote each other, video Metadata and audio
+    MultichannelConfig were not kept, and any track's keyframe restarted
+    the GOP cache."""
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    seq0 = enhanced(1, 0, HVCC)
+    seq1 = one_track(1, 0, 1, HVCC + b"\x01")
+    meta1 = one_track(1, 4, 1, amf.dumps_all(["colorInfo", {"colorConfig": {}}]))
+    channels = b"\x94Opus\x00\x02"                  # audio MultichannelConfig
+    key0 = enhanced(1, 1, CTS0 + b"\x00\x00\x00\x02\x26\x01")
+    key1 = one_track(1, 1, 1, CTS0 + b"\x00\x00\x00\x02\x26\x01")
+    inter0 = enhanced(2, 1, CTS0 + b"\x00\x00\x00\x02\x02\x01")
+    sent = [(9, seq0), (9, seq1), (9, meta1), (8, AAC_SEQ), (8, channels),
+            (9, key0), (9, key1), (9, inter0), (9, key1), (8, AAC_RAW), (9, inter0)]
+    for i, (type_id, payload) in enumerate(sent):
+        publication.media(type_id, 40 * i, payload, 0.0)
+    _, conn, _ = player(hub)
+    got = [g[2] for g in conn.received()]
+    # every track's configuration, in arrival order; the GOP from track 0's
+    # keyframe, not restarted by track 1's
+    assert got == [seq0, seq1, meta1, AAC_SEQ, channels, key0, key1, inter0, key1, AAC_RAW,
+                   inter0]
+    # a newer header replaces its own kind and track only, and moves last
+    seq1b = one_track(1, 0, 1, HVCC + b"\x02")
+    publication.media(9, 500, seq1b, 0.0)
+    publication.media(9, 540, key0, 0.0)
+    _, conn, _ = player(hub)
+    assert [g[2] for g in conn.received()] == [seq0, meta1, AAC_SEQ, channels, seq1b, key0]
+
+
+def test_a_many_tracks_header_covers_each_of_its_tracks() -> None:
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    both = bytes([0x96, 0x10]) + b"avc1" + b"\x00\x00\x00\x03abc" + b"\x01\x00\x00\x02de"
+    publication.media(9, 0, both, 0.0)
+    packet = Packet.media(9, 0, both)
+    assert packet.header and packet.headers == (("video", 0, 1), ("video", 1, 1))
+    _, conn, _ = player(hub)
+    assert [g[2] for g in conn.received()] == [both]  # once, not once per track
+    newer1 = one_track(1, 0, 1, b"xyz", b"avc1")
+    publication.media(9, 40, newer1, 0.0)
+    _, conn, _ = player(hub)
+    assert [g[2] for g in conn.received()] == [both, newer1]  # still needed for track 0
+
+
+def test_header_kinds_per_channel_are_bounded() -> None:
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    for track in range(256):
+        publication.media(9, track, one_track(1, 0, track, HVCC), 0.0)
+    assert len(list(hub.channels[KEY].startup())) == MAX_HEADERS
 
 
 def test_players_with_the_same_shape_share_the_bytes() -> None:
