@@ -35,12 +35,13 @@ from .server import (
     all_of,
     load_tokens,
 )
-from .session import ClientSession, ServerSession, SessionConfig
+from .session import Capabilities, ClientSession, ServerSession, SessionConfig
 
 __all__ = [
     "AMFDecodeError",
     "AMFEncodeError",
     "AllowApps",
+    "Capabilities",
     "ChunkReader",
     "ChunkWriter",
     "Client",

@@ -22,6 +22,21 @@ a bounded queue; when it is full, reading from the socket pauses until
 the consumer catches up, so a slow consumer slows the server down (TCP
 backpressure) instead of growing memory.
 
+Enhanced RTMP: ``connect`` advertises what rtmpx supports
+(``capabilities``; None for a legacy connect; capsEx Reconnect only when
+the connection acts on reconnect requests) and
+:attr:`Client.server_capabilities` is what the server answered.  When the
+server asks us to reconnect (NetConnection.Connect.ReconnectRequest),
+:attr:`Client.reconnect_request` is set and ``on_reconnect_request`` is
+called; with ``follow_reconnect=True`` every :class:`PublishStream` follows
+it by itself: it goes on to the next video keyframe (or the next message
+of an audio-only stream), then unpublishes here, connects to the new
+``tcUrl`` (or the same one), publishes the same name, sends the metadata
+and sequence headers again, and carries on from that keyframe
+(:attr:`PublishStream.client` is then the new connection, and
+:attr:`PublishStream.reconnects` counts the moves).  Plays do not follow:
+they end when the old server closes.
+
 Errors: :class:`ConnectionRejectedError` (connect refused),
 :class:`StatusError` (an ``onStatus`` or ``_error`` that refused a
 publish, play or call), :class:`TimeoutError`, :class:`ConnectionError`
@@ -33,12 +48,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import inspect
 import logging
 import ssl as _ssl
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar, cast
 
+from . import amf
+from .constants import MessageType as MT
 from .errors import ConnectionRejectedError, ProtocolError, RtmpError, StatusError
 from .events import (
     AudioData,
@@ -52,13 +71,16 @@ from .events import (
     PlayStarted,
     PlayStopped,
     PublishStarted,
+    ReconnectRequested,
     Status,
     StreamCreated,
     StreamFailed,
     VideoData,
 )
+from .media import is_sequence_header, is_video_keyframe
 from .pacing import Pacer
 from .session import ClientSession, ConnectionState, SessionConfig
+from .session.capabilities import DEFAULT_CAPABILITIES, Capabilities, CapsEx
 from .url import RtmpURL, parse_url
 
 if TYPE_CHECKING:
@@ -83,6 +105,19 @@ _T = TypeVar("_T")
 
 #: A media payload: any bytes-like object.
 Buffer: TypeAlias = bytes | bytearray | memoryview
+
+#: What :func:`connect` calls when the server asks us to reconnect (an
+#: awaitable it returns is run as a task).
+ReconnectCallback: TypeAlias = Callable[[ReconnectRequested], Any]
+
+_AUDIO, _VIDEO, _DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
+
+#: The default capabilities of a connection that does not act on reconnect
+#: requests: all but capsEx Reconnect (a server would wait for us in vain).
+_NO_RECONNECT = dataclasses.replace(
+    DEFAULT_CAPABILITIES, caps_ex=(DEFAULT_CAPABILITIES.caps_ex or CapsEx(0)) & ~CapsEx.RECONNECT)
+#: How metadata bodies start (``@setDataFrame("onMetaData", ...)`` or ``onMetaData``).
+_METADATA_PREFIXES = (b"\x02\x00\x0d@setDataFrame", b"\x02\x00\x0aonMetaData")
 
 
 def _as_bytes(payload: Buffer) -> bytes:
@@ -150,14 +185,23 @@ class Client:
     the :class:`~rtmpx.ClientSession` underneath (for anything this class
     does not wrap: call its methods, then :meth:`flush`).  ``timeout``
     bounds every wait for a server answer (None: no bound).
+    ``on_reconnect_request`` and ``follow_reconnect``: see :func:`connect`.
     """
 
     def __init__(self, url: RtmpURL, session: ClientSession, *,
-                 timeout: float | None = 10.0) -> None:
+                 timeout: float | None = 10.0,
+                 on_reconnect_request: ReconnectCallback | None = None,
+                 follow_reconnect: bool = False) -> None:
         self.url = url
         self.session = session
         self.timeout = timeout
         self.connected: Connected | None = None
+        #: the server's latest reconnect request, None while it made none
+        self.reconnect_request: ReconnectRequested | None = None
+        self.on_reconnect_request = on_reconnect_request
+        self.follow_reconnect = follow_reconnect
+        self._options: dict[str, Any] = {}   # how :func:`connect` made us (to follow a request)
+        self._callbacks: set[asyncio.Future[Any]] = set()
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._closing = False
@@ -194,6 +238,17 @@ class Client:
         """True once :meth:`close` was called or the connection is gone."""
         return self._closing or self._lost
 
+    @property
+    def server_capabilities(self) -> Capabilities:
+        """What the server's connect ``_result`` says it supports (Enhanced
+        RTMP; empty for a legacy server)."""
+        return self.session.server_capabilities
+
+    @property
+    def reconnect_requested(self) -> bool:
+        """Whether the server asked us to reconnect (:attr:`reconnect_request`)."""
+        return self.reconnect_request is not None
+
     async def publish(self, name: str | None = None, type: str = "live") -> PublishStream:
         """Publish ``name`` (default: the URL's stream name).
 
@@ -204,7 +259,14 @@ class Client:
         name = self._stream_name(name)
         self._check_open()
         stream = PublishStream(self, name, type)
-        request = stream._request = self.session.start_publish(name, type)
+        await self._start_publish(stream)
+        return stream
+
+    async def _start_publish(self, stream: PublishStream) -> None:
+        """Publish ``stream`` here: the whole sequence, to Publish.Start."""
+        self._check_open()
+        stream._started = self._loop.create_future()
+        request = stream._request = self.session.start_publish(stream.name, stream.publish_type)
         self._requests[request] = stream
         self.flush()
         try:
@@ -215,8 +277,7 @@ class Client:
             self._forget(stream, delete=True)
             raise
         self._requests.pop(request, None)
-        log.info("publishing %r on stream %d", name, stream.stream_id)
-        return stream
+        log.info("publishing %r on stream %d", stream.name, stream.stream_id)
 
     def play(self, name: str | None = None, *, start: float = -2, duration: float = -1,
              buffer_ms: int = 1000, until_unpublish: bool = True, max_queue: int = 1000,
@@ -465,6 +526,8 @@ class Client:
                 call.set_result(event)
             elif event.error:
                 log.debug("_error for %s", event.name or event.transaction_id)
+        elif isinstance(event, ReconnectRequested):
+            self._on_reconnect_request(event)
         elif isinstance(event, Connected):
             self.connected = event
             if not self._connect_fut.done():
@@ -477,6 +540,31 @@ class Client:
                 self._transport.close()
         elif isinstance(event, (CommandCall, DataMessage)):
             log.debug("ignored from server: %s", type(event).__name__)
+
+    def _on_reconnect_request(self, event: ReconnectRequested) -> None:
+        self.reconnect_request = event
+        log.info("%s asks us to reconnect to %s: %s", self.url.netloc,
+                 parse_url(event.tc_url).redacted, event.description[:200])
+        if self.follow_reconnect:
+            for stream in self._streams.values():
+                if isinstance(stream, PublishStream):
+                    stream._move_to = event.tc_url
+        callback = self.on_reconnect_request
+        if callback is None:
+            return
+        try:
+            result = callback(event)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._callbacks.add(task)
+                task.add_done_callback(self._callback_done)
+        except Exception:  # the application's bug costs it the callback, not the connection
+            log.exception("on_reconnect_request failed")
+
+    def _callback_done(self, task: asyncio.Future[Any]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("on_reconnect_request failed", exc_info=task.exception())
 
     def _pause_writing(self) -> None:
         self._write_paused = True
@@ -556,7 +644,10 @@ def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
             timeout: float | None = 10.0, chunk_size: int = 4096,
             flash_ver: str = "FMLE/3.0 (compatible; rtmpx)",
             params: dict[str, Any] | None = None, complex_handshake: bool = True,
-            config: SessionConfig | None = None) -> _Connect:
+            config: SessionConfig | None = None,
+            capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
+            on_reconnect_request: ReconnectCallback | None = None,
+            follow_reconnect: bool = False) -> _Connect:
     """Connect to an RTMP server; ``await`` it, or use ``async with``.
 
     Opens TCP (TLS for ``rtmps://`` or when ``ssl`` is given: True for the
@@ -568,28 +659,54 @@ def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
     connect command object; ``config`` (a :class:`~rtmpx.SessionConfig`,
     overriding ``chunk_size``) sets the session's limits.
 
+    ``capabilities`` is what ``connect`` advertises (Enhanced RTMP:
+    codecs, capsEx; None: a legacy connect).  The default is what rtmpx
+    supports, capsEx Reconnect included when the connection acts on a
+    reconnect request: with ``follow_reconnect`` (publish streams follow it
+    by themselves, see the module's documentation) or an
+    ``on_reconnect_request`` callable (plain or async, given the
+    :class:`~rtmpx.events.ReconnectRequested`).  Whatever was advertised,
+    a request sets :attr:`Client.reconnect_request`.
+
     Raises :class:`ConnectionRejectedError`, :class:`TimeoutError`,
     :class:`ConnectionError` (refused or dropped) or
     :class:`~rtmpx.ProtocolError`.
     """
     return _Connect(url, {"ssl": ssl, "timeout": timeout, "chunk_size": chunk_size,
                           "flash_ver": flash_ver, "params": params,
-                          "complex_handshake": complex_handshake, "config": config})
+                          "complex_handshake": complex_handshake, "config": config,
+                          "capabilities": capabilities,
+                          "on_reconnect_request": on_reconnect_request,
+                          "follow_reconnect": follow_reconnect})
 
 
 async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
                 timeout: float | None, chunk_size: int, flash_ver: str,
                 params: dict[str, Any] | None, complex_handshake: bool,
-                config: SessionConfig | None) -> Client:
+                config: SessionConfig | None,
+                capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
+                on_reconnect_request: ReconnectCallback | None = None,
+                follow_reconnect: bool = False) -> Client:
     u = parse_url(url) if isinstance(url, str) else url
     context = _resolve_ssl(u, ssl)
+    advertised = capabilities
+    if capabilities is DEFAULT_CAPABILITIES and not follow_reconnect \
+            and on_reconnect_request is None:
+        advertised = _NO_RECONNECT  # nobody would act on a request
     session = ClientSession(u.app, u.tc_url,
                            config=config if config is not None
                            else SessionConfig(chunk_size=chunk_size),
                            flash_ver=flash_ver, params=params,
-                           complex_handshake=complex_handshake)
+                           complex_handshake=complex_handshake, capabilities=advertised)
     session.connect()  # sent as soon as the handshake is done
-    client = Client(u, session, timeout=timeout)
+    client = Client(u, session, timeout=timeout, on_reconnect_request=on_reconnect_request,
+                    follow_reconnect=follow_reconnect)
+    client._options = {  # to follow a reconnect request the way we came (TLS by the scheme)
+        "ssl": ssl if isinstance(ssl, _ssl.SSLContext) else None, "timeout": timeout,
+        "chunk_size": chunk_size, "flash_ver": flash_ver, "params": params,
+        "complex_handshake": complex_handshake, "config": config,
+        "capabilities": capabilities, "on_reconnect_request": on_reconnect_request,
+        "follow_reconnect": follow_reconnect}
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
@@ -619,6 +736,11 @@ class PublishStream:
     above the high-water mark.  Timestamps are milliseconds.  An async
     context manager that closes the stream (FCUnpublish + deleteStream)
     on exit; the connection stays open.
+
+    On a client made with ``follow_reconnect=True``, the stream follows the
+    server's reconnect requests (see :mod:`rtmpx.client`): ``client`` is
+    then the connection it moved to (closed with the stream) and
+    ``reconnects`` counts the moves.
     """
 
     def __init__(self, client: Client, name: str, publish_type: str) -> None:
@@ -627,9 +749,15 @@ class PublishStream:
         self.name = name
         self.publish_type = publish_type
         self.bytes_sent = 0
+        self.reconnects = 0
+        self.follow_reconnect = client.follow_reconnect
         self._closed = False
         self._request: float | None = None
         self._started: asyncio.Future[PublishStarted] = client._loop.create_future()
+        self._move_to: str | None = None     # a reconnect request to follow
+        self._replay: dict[int, tuple[int, bytes]] = {}  # what a new server needs first
+        self._video_sent = False
+        self._own_client: Client | None = None  # the connection a move opened
 
     def __repr__(self) -> str:
         return f"<rtmpx.PublishStream {self.name!r} id={self.stream_id}>"
@@ -641,22 +769,83 @@ class PublishStream:
 
     async def send_audio(self, timestamp: int, payload: Buffer) -> None:
         """Send an audio message (an FLV audio tag body)."""
-        self.client.session.send_audio(self._check(), timestamp, _as_bytes(payload))
+        data = _as_bytes(payload)
+        if self.follow_reconnect and await self._follow(_AUDIO, timestamp, data):
+            return
+        self.client.session.send_audio(self._check(), timestamp, data)
         await self._sent()
 
     async def send_video(self, timestamp: int, payload: Buffer) -> None:
         """Send a video message (an FLV video tag body)."""
-        self.client.session.send_video(self._check(), timestamp, _as_bytes(payload))
+        data = _as_bytes(payload)
+        if self.follow_reconnect and await self._follow(_VIDEO, timestamp, data):
+            return
+        self.client.session.send_video(self._check(), timestamp, data)
         await self._sent()
 
     async def send_metadata(self, metadata: dict[str, Any], timestamp: int = 0) -> None:
         """Send ``@setDataFrame("onMetaData", metadata)``."""
+        if self.follow_reconnect:  # the same body, kept to be sent again after a move
+            await self.send_data(timestamp, amf.dumps_all(
+                ["@setDataFrame", "onMetaData", amf.ECMAArray(metadata)]))
+            return
         self.client.session.send_metadata(self._check(), metadata, timestamp)
         await self._sent()
 
     async def send_data(self, timestamp: int, payload: Buffer) -> None:
         """Send an AMF0 data message body as is."""
-        self.client.session.send_data(self._check(), timestamp, _as_bytes(payload))
+        data = _as_bytes(payload)
+        if self.follow_reconnect and await self._follow(_DATA, timestamp, data):
+            return
+        self.client.session.send_data(self._check(), timestamp, data)
+        await self._sent()
+
+    async def _follow(self, type_id: int, timestamp: int, data: bytes) -> bool:
+        """Keep what a new server needs first (metadata, sequence headers);
+        follow a pending reconnect request at a switch point: a video
+        keyframe, any message of a stream that sent no video, or anything
+        once the old connection is gone.  True when ``data`` is kept for
+        the move instead of sent now."""
+        if data.startswith(_METADATA_PREFIXES) if type_id == _DATA \
+                else is_sequence_header(type_id, data):
+            self._replay[type_id] = (timestamp, data)
+            return self._move_to is not None and self.client.closed  # the move sends it
+        if type_id == _VIDEO:
+            switch = is_video_keyframe(data)
+            self._video_sent = True
+        else:
+            switch = type_id == _AUDIO and not self._video_sent
+        if self._move_to is not None and (switch or self.client.closed):
+            await self._move()
+        return False
+
+    async def _move(self) -> None:
+        """Follow the reconnect request: unpublish here, publish the same
+        name at the new URL, send the metadata and sequence headers again."""
+        url, self._move_to = self._move_to, None
+        assert url is not None
+        old = self.client
+        log.info("publishing %r: moving to %s as the server asked", self.name,
+                 parse_url(url).redacted)
+        old._forget(self, delete=True)  # FCUnpublish, deleteStream: the key is free again
+        self.stream_id = None
+        if not old._streams and not old._requests:
+            await old.close()  # before we come back: it may be the same server
+        new = await _open(url, **old._options)
+        self.client = new
+        try:
+            await new._start_publish(self)
+        except BaseException:
+            await new.close()
+            raise
+        self._own_client = new
+        self.reconnects += 1
+        sid = self._check()
+        session = new.session
+        for type_id, send in ((_DATA, session.send_data), (_VIDEO, session.send_video),
+                              (_AUDIO, session.send_audio)):
+            if type_id in self._replay:
+                send(sid, *self._replay[type_id])
         await self._sent()
 
     async def send_frame(self, frame: Frame | _FrameLike) -> None:
@@ -681,6 +870,9 @@ class PublishStream:
         _set_exception(self._started, self._closed_error())
         self.client._forget(self, delete=True)
         log.debug("stopped publishing %r", self.name)
+        own, self._own_client = self._own_client, None
+        if own is not None and not own._closing:
+            await own.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -718,6 +910,9 @@ class PublishStream:
             self._closed = True
 
     def _on_connection_end(self, error: BaseException | None) -> None:
+        if self._move_to is not None and self._started.done() \
+                and not isinstance(error, ProtocolError):
+            return  # the old server went first: the next message moves the stream
         self._closed = True
         _set_exception(self._started, self.client._closed_error())
 

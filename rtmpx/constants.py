@@ -65,6 +65,7 @@ class StatusCode(StrEnum):
     CONNECT_SUCCESS = "NetConnection.Connect.Success"
     CONNECT_REJECTED = "NetConnection.Connect.Rejected"
     CONNECT_CLOSED = "NetConnection.Connect.Closed"
+    RECONNECT_REQUEST = "NetConnection.Connect.ReconnectRequest"  #: Enhanced RTMP v2
     CALL_FAILED = "NetConnection.Call.Failed"
     PUBLISH_START = "NetStream.Publish.Start"
     PUBLISH_BAD_NAME = "NetStream.Publish.BadName"

@@ -10,9 +10,12 @@ session's ``accept_*`` / ``reject_*`` methods; the rest are information.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .constants import status_text
+
+if TYPE_CHECKING:
+    from .session.capabilities import Capabilities
 
 __all__ = [
     "Acknowledged",
@@ -41,6 +44,7 @@ __all__ = [
     "PublishStarted",
     "ReceiveAudio",
     "ReceiveVideo",
+    "ReconnectRequested",
     "ReleaseStream",
     "Seek",
     "Status",
@@ -75,7 +79,11 @@ class ConnectRequest(Event):
     ``app`` is the application path (``live`` or ``live/instance``), with
     any ``?query`` split off into ``query``; ``params`` is the whole
     command object (tcUrl, flashVer, objectEncoding, ...); ``args`` are the
-    optional extra arguments some clients append.
+    optional extra arguments some clients append.  ``capabilities`` is
+    what the client said it supports (Enhanced RTMP ``fourCcList``,
+    ``videoFourCcInfoMap``, ``audioFourCcInfoMap``, ``capsEx``; a
+    :class:`~rtmpx.session.capabilities.Capabilities`, empty for a legacy
+    client).
     """
 
     app: str
@@ -84,14 +92,35 @@ class ConnectRequest(Event):
     params: dict[str, Any]
     object_encoding: int
     args: tuple[Any, ...] = ()
+    capabilities: Capabilities = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Connected(Event):
-    """Client side: the server accepted ``connect``."""
+    """Client side: the server accepted ``connect``; ``capabilities`` is
+    what its answer says it supports (Enhanced RTMP; empty for a legacy
+    server)."""
 
     properties: dict[str, Any]
     info: dict[str, Any]
+    capabilities: Capabilities = field(kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectRequested(Event):
+    """Client side: the server asks us to reconnect (Enhanced RTMP v2
+    ``onStatus`` NetConnection.Connect.ReconnectRequest on stream 0): keep
+    streaming up to a media boundary (a keyframe), then connect to
+    ``tc_url`` and leave this server.
+
+    ``tc_url`` is where to go: the server's ``tcUrl`` resolved against
+    ours (it may be relative), or our own when it named none; ``info`` is
+    the whole status object.
+    """
+
+    tc_url: str
+    description: str
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .constants import DEFAULT_PORT, DEFAULT_TLS_PORT
 
-__all__ = ["RtmpURL", "parse_url"]
+__all__ = ["RtmpURL", "parse_url", "resolve_url"]
 
 _SCHEMES = {"rtmp": DEFAULT_PORT, "rtmps": DEFAULT_TLS_PORT}
 
@@ -109,6 +109,26 @@ def parse_url(url: str) -> RtmpURL:
     else:
         app, stream = "/".join(app_segments), segments[-1] + (question + query)
     return RtmpURL(scheme, host, port, app, stream)
+
+
+def resolve_url(base: str, reference: str) -> str:
+    """``reference`` resolved against the URL ``base`` (RFC 3986, as the
+    Enhanced RTMP reconnect request's ``tcUrl`` asks): an absolute URL
+    stays, ``//host/app`` takes the scheme of ``base``, ``/app`` its
+    scheme and host, ``app`` replaces its last path segment.  The result
+    is not checked (:func:`parse_url` does that)."""
+    if not reference:
+        return base
+    if ":" in reference.partition("/")[0]:  # a scheme: absolute
+        return reference
+    scheme, _, rest = base.partition("://")
+    if reference.startswith("//"):
+        return f"{scheme}:{reference}"
+    authority, _, path = rest.partition("/")
+    if reference.startswith("/"):
+        return f"{scheme}://{authority}{reference}"
+    directory = path.partition("?")[0].rpartition("/")[0]
+    return f"{scheme}://{authority}/{directory + '/' if directory else ''}{reference}"
 
 
 def _split_authority(authority: str, default_port: int, url: str) -> tuple[str, int]:

@@ -734,3 +734,103 @@ async def test_send_waits_are_bounded_by_the_timeout() -> None:
         server.reading.set()
         client._transport.abort()  # type: ignore[union-attr]
         await client.close()
+
+
+# --- Enhanced RTMP: capabilities and reconnect requests ---------------------------------
+
+async def test_the_server_capabilities_and_an_async_reconnect_callback() -> None:
+    from rtmpx.server import Server
+    from rtmpx.session.capabilities import DEFAULT_CAPABILITIES
+
+    from .peers import wait_for
+
+    seen: list[str] = []
+
+    async def on_request(event: rtmpx.events.ReconnectRequested) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(event.tc_url)
+
+    async with Server(port=0) as server, \
+            rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live",
+                          on_reconnect_request=on_request) as client:
+        assert client.server_capabilities == DEFAULT_CAPABILITIES
+        assert not client.reconnect_requested
+        assert len(server.request_reconnect(tc_url="rtmp://elsewhere/live")) == 1
+        await wait_for(lambda: seen == ["rtmp://elsewhere/live"], 5)
+        assert client.reconnect_request is not None
+        assert client.reconnect_request.description == "The server asks you to reconnect."
+        assert not client.closed   # asked, not dropped: the application decides
+
+
+async def test_a_publish_follows_a_reconnect_request_to_another_server() -> None:
+    """follow_reconnect: the stream goes on to the next keyframe on the old
+    server, then moves to the tcUrl it was given and starts there with the
+    metadata, the sequence headers and that keyframe."""
+    from rtmpx.server import Server
+
+    from .peers import AAC_SEQ, AVC_SEQ, aac_frame, avc_frame, sinks, wait_for
+
+    async with Server(port=0) as second:
+        first = Server(port=0)
+        await first.start()
+        items: list[Any] = []
+
+        async def watch(port: int, into: list[Any]) -> None:
+            async with rtmpx.connect(f"rtmp://127.0.0.1:{port}/live/moving") as viewer:
+                async for item in viewer.play():
+                    into.append(item)
+
+        on_first: list[Any] = []
+        watchers = [asyncio.create_task(watch(second.port, items)),
+                    asyncio.create_task(watch(first.port, on_first))]
+        await wait_for(lambda: sinks(second, "live/moving") == sinks(first, "live/moving") == 1)
+        client = await rtmpx.connect(f"rtmp://127.0.0.1:{first.port}/live/moving",
+                                     follow_reconnect=True)
+        assert client.session.capabilities.reconnect   # it acts on requests: it says so
+        stream = await client.publish()
+        await stream.send_metadata({"width": 16.0, "height": 16.0})
+        await stream.send_video(0, AVC_SEQ)
+        await stream.send_audio(0, AAC_SEQ)
+
+        async def frames(start: int, stop: int) -> None:
+            for i in range(start, stop):
+                await stream.send_video(40 * i, avc_frame(i % 10 == 0, i))
+                await stream.send_audio(40 * i + 1, aac_frame(i))
+                await asyncio.sleep(0.005)
+
+        await frames(0, 25)
+        closing = asyncio.create_task(
+            first.close(reconnect_tc_url=f"rtmp://127.0.0.1:{second.port}/live"))
+        await wait_for(lambda: client.reconnect_requested, 5)
+        await frames(25, 60)   # 25..29 to the first server; from keyframe 30, the second
+        await asyncio.wait_for(closing, 10)
+        assert stream.reconnects == 1 and client.closed
+        assert stream.client is not client and stream.client.url.port == second.port
+        await stream.close()
+        assert stream.client.closed   # the connection the move opened goes with the stream
+        await asyncio.wait_for(asyncio.gather(*watchers), 10)
+    assert isinstance(items[0], Metadata) and items[0].metadata["width"] == 16.0
+    video = [f for f in items if isinstance(f, Frame) and f.kind == "video"]
+    audio = [f for f in items if isinstance(f, Frame) and f.kind == "audio"]
+    assert video[0].is_sequence_header and audio[0].is_sequence_header
+    coded = [f for f in video if not f.is_sequence_header]
+    assert coded[0].is_keyframe
+    assert [f.timestamp for f in coded] == [40 * i for i in range(30, 60)]
+    before = [f.timestamp for f in on_first if isinstance(f, Frame) and f.kind == "video"
+              and not f.is_sequence_header]
+    assert before == [40 * i for i in range(30)]   # up to the keyframe, nothing lost
+
+
+async def test_without_follow_reconnect_a_publish_stays() -> None:
+    from rtmpx.server import Server
+
+    from .peers import wait_for
+
+    async with Server(port=0) as server, \
+            rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/stay",
+                          on_reconnect_request=lambda _: None) as client, \
+            await client.publish() as stream:
+        server.request_reconnect(("live", "stay"), tc_url="rtmp://127.0.0.1:1/live")
+        await wait_for(lambda: client.reconnect_requested, 5)
+        await stream.send_video(0, b"\x17\x01\x00\x00\x00key")   # a keyframe: no move
+        assert stream.reconnects == 0 and stream.client is client and not client.closed

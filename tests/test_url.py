@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtmpx.url import RtmpURL, parse_url
+from rtmpx.url import RtmpURL, parse_url, resolve_url
 
 GOOD = [
     ("rtmp://example.com/live/key",
@@ -89,3 +89,19 @@ def test_str_and_validation() -> None:
         RtmpURL("rtmp", "h", 70000, "live")
     with pytest.raises(AttributeError):
         u.host = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("base", "reference", "expected"), [
+    # the Enhanced RTMP reconnect request's examples, against rtmp://h:1935/live
+    ("rtmp://h:1935/live", "rtmp://foo.mydomain.com:1935/realtimeapp",
+     "rtmp://foo.mydomain.com:1935/realtimeapp"),
+    ("rtmp://h:1935/live", "//192.0.2.0/realtimeapp", "rtmp://192.0.2.0/realtimeapp"),
+    ("rtmps://h/live", "//192.0.2.0/realtimeapp", "rtmps://192.0.2.0/realtimeapp"),
+    ("rtmp://h:1935/live", "/realtimeapp", "rtmp://h:1935/realtimeapp"),
+    ("rtmp://h:1935/live", "realtimeapp", "rtmp://h:1935/realtimeapp"),
+    ("rtmp://h/app/instance?t=1/2", "other", "rtmp://h/app/other"),
+    ("rtmp://[::1]:1935/live", "/x", "rtmp://[::1]:1935/x"),
+    ("rtmp://h:1935/live", "", "rtmp://h:1935/live"),
+])
+def test_references_resolve_against_a_tc_url(base: str, reference: str, expected: str) -> None:
+    assert resolve_url(base, reference) == expected

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from ..constants import MessageType as MT
 from ..constants import StatusCode
-from ..errors import ProtocolError
+from ..errors import InvalidStateError, ProtocolError
 from ..events import (
     AudioData,
     ConnectRequest,
@@ -43,6 +43,7 @@ from ..events import (
 )
 from ..pacing import Pacer
 from ..session import ConnectionState, ServerSession, SessionConfig
+from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .hooks import Hooks, Request
 from .hub import Channel, Hub, HubLimits, Publication
 from .limits import limit_hit
@@ -82,6 +83,8 @@ class ConnectionContext:
     max_half_open_per_ip: int = 16
     max_connections_per_ip: int | None = None
     ssl: _ssl.SSLContext | None = None
+    #: what the server says it supports to Enhanced RTMP clients
+    capabilities: Capabilities = DEFAULT_CAPABILITIES
     connections: set[Connection] = field(default_factory=set)
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
@@ -142,7 +145,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, context: ConnectionContext) -> None:
         self.context = context
-        self.session = ServerSession(context.session_config, epoch_ms=int(time.time() * 1000))
+        self.session = ServerSession(context.session_config, epoch_ms=int(time.time() * 1000),
+                                     capabilities=context.capabilities)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.ip = "?"
@@ -154,6 +158,7 @@ class Connection(asyncio.Protocol):
         self.app = ""
         self.tc_url = ""
         self.connect_params: dict[str, Any] = {}
+        self.capabilities = LEGACY   # what the client's connect advertised
         self._decisions: set[asyncio.Task[None]] = set()
         self._holds = 0          # pauses asked by followers of our publications
         self._write_paused = False
@@ -285,7 +290,8 @@ class Connection(asyncio.Protocol):
             self._end_play(stream_id)
         if self.session.state not in (ConnectionState.HANDSHAKE, ConnectionState.AWAIT_CONNECT):
             ctx.hooks.notify("on_disconnect", Request("disconnect", self.app, "", "", self.peer,
-                                                      self.tc_url))
+                                                      self.tc_url,
+                                                      capabilities=self.capabilities))
         log.info("%s disconnected", self.peer)
 
     def pause_writing(self) -> None:
@@ -313,6 +319,21 @@ class Connection(asyncio.Protocol):
     def queued_bytes(self) -> int:
         """Bytes written but not yet sent to the peer."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def request_reconnect(self, tc_url: str | None = None,
+                          description: str = "The server asks you to reconnect.") -> bool:
+        """Ask the peer to reconnect (to ``tc_url``, else the same server),
+        if it can: connected, and it advertised capsEx Reconnect.  Whether
+        it was asked.  The connection stays until the peer leaves."""
+        if self.closed:
+            return False
+        try:
+            self.session.send_reconnect_request(tc_url, description)
+        except InvalidStateError:
+            return False  # not connected (yet, or any more), or a legacy client
+        self.flush()
+        log.info("%s asked to reconnect%s", self.peer, " elsewhere" if tc_url else "")
+        return True
 
     def kick(self, reason: str) -> None:
         """Drop the peer (a slow player)."""
@@ -505,11 +526,12 @@ class Connection(asyncio.Protocol):
     async def _connect(self, event: ConnectRequest) -> None:
         ctx = self.context
         request = Request("connect", event.app, "", event.query, self.peer, event.tc_url,
-                          connect_params=event.params)
+                          connect_params=event.params, capabilities=event.capabilities)
         ok, why = await ctx.hooks.ask("on_connect", request)
         if self.closed:
             return
         self.app, self.tc_url, self.connect_params = event.app, event.tc_url, event.params
+        self.capabilities = event.capabilities
         if ok:
             limit, why = self._over_limits()
             if limit:
@@ -541,7 +563,8 @@ class Connection(asyncio.Protocol):
     def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
         publish_type = event.publish_type if isinstance(event, PublishRequest) else ""
         return Request(action, self.app, event.name, event.query, self.peer, self.tc_url,
-                       publish_type=publish_type, connect_params=self.connect_params)
+                       publish_type=publish_type, connect_params=self.connect_params,
+                       capabilities=self.capabilities)
 
     async def _publish(self, event: PublishRequest) -> None:
         ctx = self.context

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..session.capabilities import LEGACY, Capabilities
 from .hub import Publication, StreamKey
 
 __all__ = ["Hook", "Hooks", "Request", "TaskSet", "request_of"]
@@ -34,7 +35,9 @@ class Request:
 
     ``query`` is the raw query string (``token=abc``), ``params`` the same
     parsed (first value of each key).  For publish, set ``record`` to True
-    (or a path) in ``on_publish`` to record that stream.
+    (or a path) in ``on_publish`` to record that stream.  ``capabilities``
+    is what the client's connect said it supports (Enhanced RTMP: codecs,
+    ``capabilities.reconnect``, ...; empty for a legacy client).
     """
 
     action: str                       # "connect", "publish", "play", "unpublish", "disconnect"
@@ -46,6 +49,7 @@ class Request:
     publish_type: str = ""
     connect_params: dict[str, Any] = field(default_factory=dict)
     record: bool | str | Path | None = None
+    capabilities: Capabilities = LEGACY
 
     @property
     def params(self) -> dict[str, str]:

@@ -7,7 +7,12 @@
   sends the metadata, the sequence headers and the GOP cache again, then
   live media.  Until it first connects it queues everything (bounded), so
   a short publish is pushed whole; when the publication ends, it sends
-  what it has queued and unpublishes upstream.
+  what it has queued and unpublishes upstream.  It follows the upstream's
+  reconnect requests (Enhanced RTMP; it advertises capsEx Reconnect): it
+  pushes there up to the next keyframe, unpublishes, and pushes to the
+  ``tcUrl`` the upstream named (or the same one) from that keyframe on,
+  metadata and sequence headers first (if the upstream closes first, it
+  moves at once and resumes at the latest keyframe).
 * Pull: when a player asks for a key that has no local publisher, a
   :class:`Puller` plays the stream from the origin (``rtmp://origin/app``)
   and publishes it here.  It follows the origin across unpublish and
@@ -26,7 +31,7 @@ from typing import Any
 
 from ..client import Client, PublishStream, connect
 from ..errors import RtmpError
-from ..events import Metadata
+from ..events import Metadata, ReconnectRequested
 from ..url import parse_url
 from .hooks import Request, TaskSet
 from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
@@ -74,6 +79,9 @@ class Pusher:
         self.connected = False
         self.messages_sent = 0
         self.reconnects = 0
+        self.reconnect_requests = 0   # the upstream's reconnect requests followed
+        self._move_to: str | None = None  # where a reconnect request sends us
+        self._video_sent = False
         self._wakeup = asyncio.Event()
         publication.follow(self)
         self.task = tasks.spawn(self._run())
@@ -109,11 +117,30 @@ class Pusher:
         self.queue.clear()
         self.queued_bytes = 0
 
+    def _reconnect_requested(self, event: ReconnectRequested) -> None:
+        """The upstream asks us to reconnect: we move at the next keyframe."""
+        self._move_to = event.tc_url
+        self.reconnect_requests += 1
+        log.info("push %s -> %s: the upstream asks us to reconnect to %s (%s): moving at the "
+                 "next keyframe", self.publication.key, parse_url(self.url).redacted,
+                 parse_url(event.tc_url).redacted, event.description[:200])
+        self._wakeup.set()
+
+    def _follow(self) -> None:
+        """Push to where the reconnect request said, from the GOP cache (which
+        starts at the keyframe we stopped at, or a later one)."""
+        assert self._move_to is not None
+        self.url, self._move_to = self._move_to, None
+        self.connected = False
+        self.resync = True
+        self.reconnects += 1
+
     async def _run(self) -> None:
         backoff = 1.0
         while True:
             try:
-                async with connect(self.url) as client:
+                async with connect(self.url, on_reconnect_request=self._reconnect_requested) \
+                        as client:
                     stream = await client.publish(self.name)
                     self.connected = True
                     backoff = 1.0
@@ -121,12 +148,20 @@ class Pusher:
                              parse_url(f"{self.url.rstrip('/')}/{self.name}").redacted)
                     await self._forward(stream)
                     await stream.close()
+                if self._move_to is None or self.ended:
                     return
+                self._follow()  # at a keyframe: straight on to the new upstream
+                continue
             except (OSError, RtmpError, TimeoutError) as exc:
                 if self.ended:
                     log.warning("push %s -> %s failed after the publish ended: %s",
                                 self.publication.key, self.url, exc)
                     return
+                if self._move_to is not None:  # the upstream closed first: move now
+                    log.info("push %s -> %s ended (%s): moving as asked", self.publication.key,
+                             parse_url(self.url).redacted, exc)
+                    self._follow()
+                    continue
                 log.warning("push %s -> %s failed: %s; retry in %.0f s", self.publication.key,
                             self.url, exc, backoff)
             self.connected = False
@@ -143,19 +178,31 @@ class Pusher:
                 for packet in list(self.channel.startup()):
                     await self._send(stream, packet)
             while self.queue:
-                packet = self.queue.popleft()
+                packet = self.queue[0]
+                if self._moving and (packet.keyframe or not self._video_sent):
+                    return  # a switch point: the rest goes to the new upstream
+                self.queue.popleft()
                 self.queued_bytes -= len(packet.payload) + PACKET_OVERHEAD
                 await self._send(stream, packet)
                 if self.resync:
                     break
             if self.ended and not self.queue:
                 return
+            if self._moving and not self._video_sent:
+                return  # no video to wait for
             if not self.queue and not self.resync:
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
+    @property
+    def _moving(self) -> bool:
+        """A reconnect request to follow (not once the publication ended:
+        then what is queued still goes where it was going)."""
+        return self._move_to is not None and not self.ended
+
     async def _send(self, stream: PublishStream, packet: Packet) -> None:
         if packet.type_id == VIDEO:
+            self._video_sent = True
             await stream.send_video(packet.timestamp, packet.payload)
         elif packet.type_id == AUDIO:
             await stream.send_audio(packet.timestamp, packet.payload)

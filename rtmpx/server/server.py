@@ -26,9 +26,10 @@ from typing import Any, Self
 
 from ..errors import RtmpError
 from ..session import SessionConfig
-from .connection import Connection, ConnectionContext
+from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
+from .connection import Connection, ConnectionContext, RtmpPublisher
 from .hooks import Hook, Hooks, Request, TaskSet, request_of
-from .hub import Channel, Hub, HubLimits, Publication
+from .hub import Channel, Hub, HubLimits, Publication, StreamKey
 from .ingest import IncomingStream
 from .limits import MemoryBudget, limit_hit
 from .recorder import Recordings
@@ -126,6 +127,15 @@ class Server:
     ``on_disconnect``) are plain or async callables given a
     :class:`Request`; raising or returning ``False`` rejects with the
     proper ``_error``/``onStatus``.
+
+    Enhanced RTMP: ``capabilities`` is what the connect ``_result`` tells
+    a client that advertised Enhanced RTMP capabilities (default: any
+    codec forwarded, reconnect requests, multitrack, ModEx; None: the
+    legacy answer to everyone); ``Request.capabilities`` is what the client
+    advertised.  :meth:`request_reconnect` asks clients that advertised
+    capsEx Reconnect to reconnect; :meth:`close` asks them all first and
+    serves them for up to ``reconnect_grace`` seconds while the publishers
+    among them leave.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 1935, *,
@@ -150,7 +160,9 @@ class Server:
                  on_publish: Hook | None = None,
                  on_play: Hook | None = None,
                  on_unpublish: Hook | None = None,
-                 on_disconnect: Hook | None = None) -> None:
+                 on_disconnect: Hook | None = None,
+                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
+                 reconnect_grace: float = 5.0) -> None:
         if duplicate_publish not in ("reject", "replace"):
             raise ValueError("duplicate_publish must be 'reject' or 'replace'")
         self.host = host
@@ -162,6 +174,7 @@ class Server:
         self.record_dir = Path(record_dir) if record_dir is not None else None
         self.ingest_buffer = ingest_buffer
         self.hold_timeout = hold_timeout
+        self.reconnect_grace = reconnect_grace
         self.tasks = TaskSet()
         self.hooks = Hooks(self.tasks, on_connect=on_connect, on_publish=on_publish,
                            on_play=on_play, on_unpublish=on_unpublish,
@@ -178,7 +191,8 @@ class Server:
             max_connections_per_ip=max_connections_per_ip, max_half_open=max_half_open,
             max_half_open_per_ip=max_half_open_per_ip,
             replace=duplicate_publish == "replace",
-            max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size)
+            max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size,
+            capabilities=capabilities if capabilities is not None else LEGACY)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Queue[IncomingStream | None]] = []
@@ -215,18 +229,25 @@ class Server:
         except asyncio.CancelledError:
             pass
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Shut down, finishing what is owed: stop accepting; end every
-        publication (players are told, recordings get their last tags and
-        are closed, pushes send what they have); close every connection;
-        run the on_unpublish/on_disconnect hooks; then return.  Each wait
-        is bounded by ``timeout`` seconds (recordings: six times that)."""
+    async def close(self, timeout: float = 5.0, *, reconnect_tc_url: str | None = None) -> None:
+        """Shut down, finishing what is owed: stop accepting; ask every
+        client that advertised capsEx Reconnect (and was not asked yet) to
+        reconnect - to ``reconnect_tc_url`` (absolute, or relative to each
+        client's tcUrl), else to this address (a restart) - and serve them
+        as before while the publishers among them leave by themselves, for
+        up to ``reconnect_grace`` seconds (legacy clients are never asked); end
+        every publication (players are told, recordings get their last
+        tags and are closed, pushes send what they have); close every
+        connection; run the on_unpublish/on_disconnect hooks; then return.
+        Each wait is bounded by ``timeout`` seconds (recordings: six times
+        that)."""
         if self._server is None:
             return
         server, self._server = self._server, None
         self._closed = True
         self.context.closing = True
         server.close()
+        await self._let_clients_reconnect(min(timeout, self.reconnect_grace), reconnect_tc_url)
         if self._ticker is not None:
             self._ticker.cancel()
         if self.relays is not None:
@@ -252,6 +273,46 @@ class Server:
         if self._ticker is not None:
             await asyncio.gather(self._ticker, return_exceptions=True)
         log.info("server closed")
+
+    async def _let_clients_reconnect(self, grace: float, tc_url: str | None) -> None:
+        """Ask the clients that can to reconnect; wait (``grace`` seconds at
+        most) for the publishers asked, now or before, to go: until then
+        what they send (up to their next keyframe) still reaches the
+        players, who were asked too and follow at their own pace."""
+        asked = sum(conn.request_reconnect(tc_url, "The server is shutting down.")
+                    for conn in list(self.connections) if not conn.session.reconnect_requested)
+        leaving = [conn.lost for conn in self.connections
+                   if conn.session.reconnect_requested and conn.publications
+                   and not conn.lost.done()]
+        if asked:
+            log.info("shutting down: %d clients asked to reconnect", asked)
+        if leaving and grace > 0:
+            log.info("waiting up to %g s for %d publishers to leave", grace, len(leaving))
+            await asyncio.wait(leaving, timeout=grace)
+
+    def request_reconnect(self, key: StreamKey | tuple[str, str] | None = None, *,
+                          peer: str | None = None, tc_url: str | None = None,
+                          description: str = "The server asks you to reconnect.") -> list[str]:
+        """Ask clients to reconnect (Enhanced RTMP v2 ReconnectRequest): the
+        publisher of ``key`` (``(app, name)``), the connection from
+        ``peer`` (``"ip:port"``, as in the stats), or, with neither, every
+        connection.  Only clients that advertised capsEx Reconnect are
+        asked; legacy clients never are.  ``tc_url`` is where to go
+        (absolute, or relative to the client's tcUrl); None: this server
+        again.  The clients keep being served until they leave.  Returns
+        the peers asked."""
+        targets: list[Connection]
+        if key is not None:
+            channel = self.hub.get(key)
+            publication = channel.publication if channel is not None else None
+            publisher = publication.publisher if publication is not None else None
+            # an RTMP connection (a pull has no client to ask)
+            targets = [publisher.connection] if isinstance(publisher, RtmpPublisher) else []
+        else:
+            targets = list(self.connections)
+        if peer is not None:
+            targets = [conn for conn in targets if conn.peer == peer]
+        return [conn.peer for conn in targets if conn.request_reconnect(tc_url, description)]
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -9,14 +9,19 @@ clock.  Every state rule is a table in :mod:`rtmpx.session.states`.
 from __future__ import annotations
 
 from .base import Session, SessionConfig, encode_shared, split_query
+from .capabilities import DEFAULT_CAPABILITIES, Capabilities, CapsEx, FourCcInfo
 from .client import ClientSession
 from .server import SERVER_PROPERTIES, ServerSession
 from .states import ConnectionState, StreamState
 
 __all__ = [
+    "DEFAULT_CAPABILITIES",
     "SERVER_PROPERTIES",
+    "Capabilities",
+    "CapsEx",
     "ClientSession",
     "ConnectionState",
+    "FourCcInfo",
     "ServerSession",
     "Session",
     "SessionConfig",

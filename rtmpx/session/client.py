@@ -19,6 +19,13 @@ at the end) and the meaning of the server's ``onStatus`` codes live here:
 the application sees :class:`~rtmpx.events.PublishStarted`,
 :class:`~rtmpx.events.PlayStarted`, :class:`~rtmpx.events.PlayStopped` and
 :class:`~rtmpx.events.StreamFailed`.
+
+Enhanced RTMP: ``connect`` advertises the session's ``capabilities``
+(``fourCcList``, ``[video|audio]FourCcInfoMap``, ``capsEx``; default
+:data:`~rtmpx.session.capabilities.DEFAULT_CAPABILITIES`, None for a legacy
+connect) and :attr:`ClientSession.server_capabilities` is what the server
+answered.  A NetConnection.Connect.ReconnectRequest ``onStatus`` on stream
+0 becomes :class:`~rtmpx.events.ReconnectRequested`.
 """
 
 from __future__ import annotations
@@ -43,13 +50,16 @@ from ..events import (
     PlayStarted,
     PlayStopped,
     PublishStarted,
+    ReconnectRequested,
     Status,
     StreamCreated,
     StreamFailed,
     VideoData,
 )
 from ..handshake import ClientHandshake
-from .base import Buffer, MessageStream, Session, SessionConfig, stream_id_arg
+from ..url import parse_url, resolve_url
+from .base import MAX_NAME, Buffer, MessageStream, Session, SessionConfig, stream_id_arg
+from .capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .states import (
     CLIENT_CONNECTION,
     CLIENT_STREAM,
@@ -83,6 +93,11 @@ class ClientSession(Session):
     sends.  The steps are there too (:meth:`create_stream`, then
     :meth:`publish` or :meth:`play` on the id that
     :class:`~rtmpx.events.StreamCreated` brings).
+
+    ``capabilities`` is what ``connect`` advertises (Enhanced RTMP;
+    default :data:`~rtmpx.session.capabilities.DEFAULT_CAPABILITIES`; None
+    or ``Capabilities()`` for a legacy connect); ``params`` entries win
+    over it.
     """
 
     _connection_table = CLIENT_CONNECTION
@@ -91,16 +106,19 @@ class ClientSession(Session):
     def __init__(self, app: str, tc_url: str, *, config: SessionConfig | None = None,
                  flash_ver: str = "FMLE/3.0 (compatible; rtmpx)",
                  params: dict[str, Any] | None = None, complex_handshake: bool = True,
-                 epoch_ms: int = 0, random: Callable[[int], bytes] = os.urandom) -> None:
+                 epoch_ms: int = 0, random: Callable[[int], bytes] = os.urandom,
+                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES) -> None:
         super().__init__(config)
         self.app = app
         self.tc_url = tc_url
+        self.capabilities = capabilities if capabilities is not None else LEGACY
         self._handshake = ClientHandshake(complex=complex_handshake, epoch_ms=epoch_ms,
                                           random=random)
         self._out.append(self._handshake.start())
         self._connect_params: dict[str, Any] = {
             "app": app, "type": "nonprivate", "flashVer": flash_ver, "tcUrl": tc_url,
         }
+        self._connect_params.update(self.capabilities.to_amf())
         if params:
             self._connect_params.update(params)
         self._connect_queued = False
@@ -110,6 +128,8 @@ class ClientSession(Session):
         self._sequences: dict[float, tuple[Any, ...]] = {}
         self._cancelled: set[float] = set()   # their streams are deleted on arrival
         self.server_properties: dict[str, Any] = {}
+        #: what the server's connect ``_result`` says it supports (empty until then)
+        self.server_capabilities = LEGACY
 
     def _handshake_done(self) -> None:
         if self._connect_queued:
@@ -324,7 +344,11 @@ class ClientSession(Session):
                 self.server_properties = obj if isinstance(obj, dict) else {}
                 encoding = info.get("objectEncoding", 0)
                 self.object_encoding = 3 if encoding == 3 else 0
-                self._events.append(Connected(self.server_properties, info))
+                # in the properties, as the spec says; some servers put them in the info
+                caps = Capabilities.from_amf(self.server_properties)
+                self.server_capabilities = caps if caps.enhanced else Capabilities.from_amf(info)
+                self._events.append(Connected(self.server_properties, info,
+                                              capabilities=self.server_capabilities))
         elif name == "createStream":
             self._on_stream_created(txn, obj, args, error, info)
         else:
@@ -366,6 +390,10 @@ class ClientSession(Session):
         level = status_text(info, "level")
         description = status_text(info, "description")
         self._events.append(Status(stream_id, level, code, description, info))
+        if stream_id == 0:  # NetConnection
+            if code == StatusCode.RECONNECT_REQUEST and level == "status":
+                self._on_reconnect_request(description, info)
+            return
         what = StreamInput.FAIL if level == "error" else _STATUS_INPUT.get(code)
         stream = self._streams.get(stream_id)
         if what is None or stream is None:
@@ -382,6 +410,21 @@ class ClientSession(Session):
         elif action is Action.FAILED:
             self._events.append(StreamFailed(stream_id, stream.request_id, code, description,
                                              info))
+
+    def _on_reconnect_request(self, description: str, info: dict[str, Any]) -> None:
+        """ReconnectRequested, to the server's tcUrl resolved against ours;
+        a request whose tcUrl is not a usable rtmp(s) URL is ignored."""
+        reference = info.get("tcUrl")
+        if reference is None:
+            reference = ""
+        if not isinstance(reference, str) or len(reference) > MAX_NAME:
+            return
+        tc_url = resolve_url(self.tc_url, reference)
+        try:
+            parse_url(tc_url)
+        except ValueError:
+            return
+        self._events.append(ReconnectRequested(tc_url, description, info))
 
     def _on_user_control(self, p: bytes) -> None:
         super()._on_user_control(p)

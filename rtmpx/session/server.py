@@ -19,6 +19,15 @@ itself everything that needs no decision: createStream, releaseStream,
 FCPublish/FCUnpublish, _checkbw, getStreamLength, pause and seek
 (NetStream.Pause.Notify, Unpause.Notify, Seek.Notify), unknown calls
 (``_error``).  Connect, publish and play are the application's to decide.
+
+Enhanced RTMP negotiation: the client's ``fourCcList``,
+``[video|audio]FourCcInfoMap`` and ``capsEx`` are read into
+:attr:`ServerSession.peer_capabilities` (and the
+:class:`~rtmpx.events.ConnectRequest`); a client that sent any of them
+gets the server's own :attr:`ServerSession.capabilities` in the properties
+of the connect ``_result``, a legacy client the legacy answer.
+:meth:`ServerSession.send_reconnect_request` asks a client that advertised
+capsEx Reconnect to reconnect.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ from ..events import (
 )
 from ..handshake import ServerHandshake
 from .base import (
+    MAX_NAME,
     Buffer,
     MessageStream,
     Session,
@@ -67,6 +77,7 @@ from .base import (
     str_arg,
     stream_id_arg,
 )
+from .capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .states import (
     SERVER_CONNECTION,
     SERVER_STREAM,
@@ -102,15 +113,25 @@ class ServerSession(Session):
     closeStream or deleteStream while the application decides).  To
     players: :meth:`send_audio`, :meth:`send_video`, :meth:`send_metadata`,
     :meth:`send_data`, :meth:`~rtmpx.session.Session.send_shared`,
-    :meth:`notify_unpublish`, :meth:`notify_publish`.
+    :meth:`notify_unpublish`, :meth:`notify_publish`.  To the client:
+    :meth:`send_reconnect_request`.
+
+    ``capabilities`` is what the server says it supports to a client that
+    speaks Enhanced RTMP (default: :data:`~rtmpx.session.capabilities.DEFAULT_CAPABILITIES`;
+    None or ``Capabilities()``: the legacy answer to everyone).
     """
 
     _connection_table = SERVER_CONNECTION
     _stream_table = SERVER_STREAM
 
     def __init__(self, config: SessionConfig | None = None, *, epoch_ms: int = 0,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom,
+                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES) -> None:
         super().__init__(config)
+        self.capabilities = capabilities if capabilities is not None else LEGACY
+        #: what the client's connect said it supports (empty until then, and for a legacy client)
+        self.peer_capabilities = LEGACY
+        self.reconnect_requested = False  # send_reconnect_request() was called
         self._handshake = ServerHandshake(epoch_ms=epoch_ms, random=random)
         self._connect_txn = 1.0
         self._next_stream_id = 1
@@ -185,13 +206,18 @@ class ServerSession(Session):
         self._connect_txn = txn
         self.app = app.strip("/")
         self.connect_params = params
+        self.peer_capabilities = Capabilities.from_amf(params)
         self._events.append(ConnectRequest(self.app, query, tc_url, params,
-                                           self.object_encoding, args))
+                                           self.object_encoding, args,
+                                           capabilities=self.peer_capabilities))
 
     def accept_connect(self, properties: dict[str, Any] | None = None,
                        info: dict[str, Any] | None = None) -> list[Event]:
         """Accept the pending connect: Window Ack Size, Set Peer Bandwidth,
         Set Chunk Size, then ``_result`` with NetConnection.Connect.Success.
+        The properties (``properties``, default :data:`SERVER_PROPERTIES`)
+        also carry :attr:`capabilities` when the client spoke Enhanced RTMP
+        (any key given in ``properties`` wins).
 
         Returns the events of the commands the client sent while the
         connect was pending (clients may send createStream, releaseStream
@@ -207,8 +233,11 @@ class ServerSession(Session):
                  "objectEncoding": float(self.object_encoding)}
         if info:
             reply.update(info)
-        self._command(0, "_result", self._connect_txn, dict(properties or SERVER_PROPERTIES),
-                      reply)
+        props = dict(properties or SERVER_PROPERTIES)
+        if self.peer_capabilities.enhanced:  # a legacy client: the legacy answer
+            for key, value in self.capabilities.to_amf().items():
+                props.setdefault(key, value)
+        self._command(0, "_result", self._connect_txn, props, reply)
         deferred, self._deferred = self._deferred, []
         for command in deferred:
             self._on_command(*command)
@@ -221,6 +250,31 @@ class ServerSession(Session):
         self._deferred.clear()
         self._command(0, "_error", self._connect_txn, None,
                       {"level": "error", "code": str(code), "description": description})
+
+    def send_reconnect_request(self, tc_url: str | None = None,
+                               description: str = "The server asks you to reconnect.") -> None:
+        """Ask the client to reconnect (Enhanced RTMP v2): ``onStatus`` on
+        stream 0, level ``status``, NetConnection.Connect.ReconnectRequest,
+        with ``tcUrl`` when given (where to: absolute, or relative to the
+        client's tcUrl; else the same server).  The client goes on to a
+        media boundary, then reconnects and leaves; keep serving it until
+        it does.
+
+        Raises :class:`~rtmpx.InvalidStateError` before connect is accepted
+        and for a client that did not advertise capsEx Reconnect (a legacy
+        client would not understand it), :class:`ValueError` for a
+        ``tc_url`` longer than :data:`~rtmpx.session.base.MAX_NAME`."""
+        self._connection_input(ConnectionInput.CALL, local=True, name="send_reconnect_request()")
+        if not self.peer_capabilities.reconnect:
+            raise InvalidStateError("send_reconnect_request(): the client did not advertise "
+                                    "capsEx Reconnect")
+        extra: dict[str, Any] = {}
+        if tc_url is not None:
+            if len(tc_url) > MAX_NAME:
+                raise ValueError(f"tc_url longer than {MAX_NAME} characters")
+            extra["tcUrl"] = tc_url
+        self._status(0, "status", StatusCode.RECONNECT_REQUEST, description, **extra)
+        self.reconnect_requested = True
 
     def _on_create_stream(self, txn: float) -> None:
         if len(self._streams) >= self.config.max_streams:

@@ -61,7 +61,7 @@ class ConnectionInput(Enum):
     HANDSHAKE_DONE = "handshake done"
     CONNECT = "connect"    #: server: the peer's connect; client: the application's connect()
     COMMAND = "command"    #: any other command from the peer
-    CALL = "call"          #: a command the application sends
+    CALL = "call"          #: a command the application sends (server: a reconnect request)
     ACCEPT = "accept"      #: server: the application accepts; client: the server's _result
     REJECT = "reject"      #: server: the application refuses; client: the server's _error
 
@@ -138,6 +138,8 @@ def _rows(states: Iterable[StreamState], inputs: Iterable[StreamInput], action: 
 #: Server: the connection.  Commands before connect are a protocol error;
 #: commands that arrive while the application decides connect are held
 #: and processed once it accepts (clients that pipeline createStream).
+#: The application's own NetConnection messages (a reconnect request) go
+#: out only once connected.
 SERVER_CONNECTION: Final[dict[tuple[ConnectionState, ConnectionInput],
                               tuple[Action, ConnectionState]]] = {
     (_CS.HANDSHAKE, _CI.HANDSHAKE_DONE): (_A.NONE, _CS.AWAIT_CONNECT),
@@ -146,6 +148,7 @@ SERVER_CONNECTION: Final[dict[tuple[ConnectionState, ConnectionInput],
     (_CS.CONNECT_PENDING, _CI.ACCEPT): (_A.ACCEPT, _CS.CONNECTED),
     (_CS.CONNECT_PENDING, _CI.REJECT): (_A.REJECT, _CS.REJECTED),
     (_CS.CONNECTED, _CI.COMMAND): (_A.PROCESS, _CS.CONNECTED),
+    (_CS.CONNECTED, _CI.CALL): (_A.SEND, _CS.CONNECTED),
     (_CS.REJECTED, _CI.CONNECT): (_A.DROP, _CS.REJECTED),
     (_CS.REJECTED, _CI.COMMAND): (_A.DROP, _CS.REJECTED),
 }

@@ -5,6 +5,7 @@ pull from nginx-rtmp as an edge."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 import rtmpx
 from rtmpx.events import Metadata
-from rtmpx.server import HubLimits, Server
+from rtmpx.server import HubLimits, Server, StreamKey
 
 from ..peers import (
     Sample,
@@ -21,6 +22,7 @@ from ..peers import (
     free_port,
     lavfi_publish_args,
     live,
+    messages_in,
     packet_count,
     publish_frames,
     run,
@@ -347,3 +349,44 @@ async def test_players_left_waiting_by_a_local_publisher_get_the_pull() -> None:
                         break
         source.cancel()
         await asyncio.gather(source, return_exceptions=True)
+
+
+async def test_push_follows_a_reconnect_request_to_another_server() -> None:
+    """The upstream shuts down and names another server: the push goes on to
+    the next keyframe there, then pushes to the new server from a keyframe,
+    metadata and sequence headers first; the old upstream waits for it."""
+    async with Server(port=0) as second:
+        first = Server(port=0, reconnect_grace=10.0)
+        await first.start()
+        async with Server(port=0, push=[f"rtmp://127.0.0.1:{first.port}/live"]) as edge:
+            items: list[Any] = []
+            watcher = asyncio.create_task(
+                play_into(f"rtmp://127.0.0.1:{second.port}/live/moved", items))
+            await wait_for(lambda: sinks(second, "live/moved") == 1)
+            publisher = asyncio.create_task(publish_frames(
+                f"rtmp://127.0.0.1:{edge.port}/live/moved", 150, keyint=10, interval=0.01))
+            await wait_for(lambda: messages_in(first, "live/moved") > 40, 10)
+            (pusher,) = edge.relays.pushers[StreamKey("live", "moved")]
+            started = time.monotonic()
+            await first.close(reconnect_tc_url=f"rtmp://127.0.0.1:{second.port}/live")
+            assert time.monotonic() - started < 3.0   # it left at its next keyframe
+            await wait_for(lambda: live(second, "live/moved"), 10)
+            assert pusher.reconnect_requests == 1
+            assert pusher.url == f"rtmp://127.0.0.1:{second.port}/live"
+            await publisher
+            await asyncio.wait_for(watcher, 20)
+    assert isinstance(items[0], Metadata)
+    video = [f for f in items if not isinstance(f, Metadata) and f.kind == "video"]
+    assert video[0].is_sequence_header
+    assert any(not isinstance(f, Metadata) and f.kind == "audio" and f.is_sequence_header
+               for f in items)
+    numbers = frame_numbers(items)
+    frames = [f for f in video if coded(f)]
+    assert frames[0].is_keyframe and numbers[0] % 10 == 0
+    assert numbers == list(range(numbers[0], 150))   # from that keyframe, to the end
+
+
+async def play_into(url: str, items: list[Any]) -> None:
+    async with rtmpx.connect(url) as client:
+        async for item in client.play():
+            items.append(item)

@@ -519,3 +519,234 @@ async def test_nothing_starts_after_close(tmp_path: Path) -> None:
         pass                                                      # or cut during TLS
     assert not server.connections and not server.hub.channels
     writer.close()
+
+
+# --- Enhanced RTMP negotiation and reconnect requests -------------------------------------
+
+def local_peer(client: rtmpx.Client) -> str:
+    """How the server names a client's connection (``ip:port``)."""
+    assert client._transport is not None
+    host, port = client._transport.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
+async def test_capabilities_are_exchanged() -> None:
+    from rtmpx.session.capabilities import DEFAULT_CAPABILITIES, LEGACY
+
+    requests: list[Request] = []
+    async with Server(port=0, on_connect=requests.append, on_publish=requests.append) as server:
+        base = f"rtmp://127.0.0.1:{server.port}/live"
+        async with rtmpx.connect(base, follow_reconnect=True) as capable, \
+                rtmpx.connect(base) as plain, rtmpx.connect(base, capabilities=None) as legacy:
+            async with await capable.publish("caps"):
+                pass
+            # the server's answer: what rtmpx supports; a legacy client gets the legacy one
+            assert capable.server_capabilities == DEFAULT_CAPABILITIES
+            assert plain.server_capabilities == DEFAULT_CAPABILITIES
+            assert legacy.server_capabilities == LEGACY
+            assert "capsEx" not in (legacy.connected.properties if legacy.connected else {"x": 1})
+    connects = [r for r in requests if r.action == "connect"]
+    assert len(connects) == 3
+    by_reconnect = sorted((r.capabilities.reconnect, r.capabilities.enhanced) for r in connects)
+    # follow_reconnect advertises Reconnect; a plain client all but Reconnect (it would
+    # not act on a request); a legacy one nothing
+    assert by_reconnect == [(False, False), (False, True), (True, True)]
+    publish = next(r for r in requests if r.action == "publish")
+    assert publish.capabilities == DEFAULT_CAPABILITIES
+    assert all(r.capabilities.supports("hvc1") for r in connects if r.capabilities.enhanced)
+
+
+async def test_request_reconnect_reaches_capable_clients_only() -> None:
+    got: dict[str, list[rtmpx.events.ReconnectRequested]] = {"a": [], "b": []}
+    async with Server(port=0) as server:
+        base = f"rtmp://127.0.0.1:{server.port}/live"
+        async with rtmpx.connect(base, on_reconnect_request=got["a"].append) as a, \
+                rtmpx.connect(base, on_reconnect_request=got["b"].append) as b, \
+                rtmpx.connect(base) as plain, \
+                rtmpx.connect(base, capabilities=None) as legacy:
+            stream_a = await a.publish("ra")
+            stream_plain = await plain.publish("rplain")
+            # by stream key: only its publisher
+            assert server.request_reconnect(("live", "ra"), tc_url="rtmp://other:1936/live",
+                                            description="Moving you.") == [local_peer(a)]
+            # the publisher of a key that cannot be asked, an unknown key: nobody
+            assert server.request_reconnect(("live", "rplain")) == []
+            assert server.request_reconnect(("live", "nothing")) == []
+            # by peer
+            assert server.request_reconnect(peer=local_peer(b), tc_url="/otherapp") \
+                == [local_peer(b)]
+            assert server.request_reconnect(peer=local_peer(legacy)) == []
+            # everyone: the capable ones
+            assert sorted(server.request_reconnect()) == sorted([local_peer(a), local_peer(b)])
+            await wait_for(lambda: len(got["a"]) == 2 and len(got["b"]) == 2, 5)
+            first = got["a"][0]
+            assert (first.tc_url, first.description) == ("rtmp://other:1936/live", "Moving you.")
+            assert a.reconnect_requested and a.reconnect_request == got["a"][-1]
+            assert got["a"][-1].tc_url == f"rtmp://127.0.0.1:{server.port}/live"  # the same
+            assert got["b"][0].tc_url == f"rtmp://127.0.0.1:{server.port}/otherapp"
+            await asyncio.sleep(0.2)
+            assert not plain.reconnect_requested and not legacy.reconnect_requested
+            # asked clients keep being served
+            await stream_a.send_video(0, b"\x17\x00\x00\x00\x00")
+            assert live(server, "live/ra") and live(server, "live/rplain")
+            await stream_a.close()
+            await stream_plain.close()
+
+
+async def test_close_asks_capable_clients_and_never_legacy_ones() -> None:
+    asked: list[rtmpx.events.ReconnectRequested] = []
+    server = Server(port=0, reconnect_grace=5.0)
+    await server.start()
+    base = f"rtmp://127.0.0.1:{server.port}/live"
+    capable = await rtmpx.connect(base, on_reconnect_request=asked.append)
+    legacy = await rtmpx.connect(base, capabilities=None)
+    raw = await RawPeer(server.port).open()   # a ClientSession: advertises Reconnect
+    player = capable.play("nobody", until_unpublish=False)
+    player_task = asyncio.create_task(player.start())
+    await wait_for(lambda: sinks(server, "live/nobody") == 1, 5)
+    async def read_then_close() -> bool:   # a peer that reads, and closes at the end
+        ended = await raw.closed_by_server(10)
+        await raw.close()
+        return ended
+
+    raw_closed = asyncio.create_task(read_then_close())
+    started = time.monotonic()
+    await server.close(reconnect_tc_url="rtmp://127.0.0.1:1/live")
+    # players do not hold the shutdown: only asked publishers are waited for
+    assert time.monotonic() - started < 3.0
+    await capable.wait_closed()
+    await legacy.wait_closed()
+    assert [r.tc_url for r in asked] == ["rtmp://127.0.0.1:1/live"]
+    assert asked[0].description == "The server is shutting down."
+    assert capable.reconnect_requested and not legacy.reconnect_requested
+    assert await raw_closed
+    assert raw.of(rtmpx.events.ReconnectRequested)
+    await capable.close()
+    await legacy.close()
+    await asyncio.gather(player_task, return_exceptions=True)
+
+
+async def test_close_serves_an_asked_publisher_until_it_leaves_or_the_grace_ends() -> None:
+    server = Server(port=0, reconnect_grace=1.0)
+    await server.start()
+    url = f"rtmp://127.0.0.1:{server.port}/live/stays"
+    requested = asyncio.Event()
+    client = await rtmpx.connect(url, on_reconnect_request=lambda _: requested.set())
+    stream = await client.publish()
+    got: list[int] = []
+
+    class Follower:   # sees what the publication still receives
+        queued_bytes = 0
+
+        def publish_started(self, *_: Any) -> None: ...
+        def publish_ended(self, *_: Any) -> None: ...
+
+        def packet(self, packet: Any, now: float) -> None:
+            got.append(packet.timestamp)
+
+    publication = channel(server, "live/stays").publication
+    publication.follow(Follower())
+    started = time.monotonic()
+    closing = asyncio.create_task(server.close())
+    await asyncio.wait_for(requested.wait(), 5)
+    for ts in range(0, 200, 40):   # a client that ignores the request goes on publishing
+        await stream.send_audio(ts, b"\xaf\x01abc")
+        await asyncio.sleep(0.05)
+    await closing
+    assert 1.0 <= time.monotonic() - started < 4.0   # the grace, then the usual shutdown
+    assert got == list(range(0, 200, 40))             # served meanwhile
+    await client.close()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("which", ["debian", "pypi"])
+async def test_ffmpeg_is_never_asked_to_reconnect(which: str, tmp_path: Path) -> None:
+    """FFmpeg (5.1 and 9) advertises no capsEx: it is never sent a reconnect
+    request, not even at shutdown, and publishes and plays as ever."""
+    from ..peers import debian_tool
+
+    ffmpeg = debian_tool("ffmpeg") if which == "debian" else ffmpeg_exe()
+    requests: list[Request] = []
+    async with Server(port=0, on_connect=requests.append) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/ff"
+        out = tmp_path / "out.flv"
+        player = asyncio.create_task(run(*play_args(ffmpeg, url, out)))
+        await wait_for(lambda: sinks(server, "live/ff") == 1)
+        publisher = asyncio.create_task(run(*publish_args(ffmpeg, url, seconds=2.0)))
+        await wait_for(lambda: live(server, "live/ff"))
+        assert server.request_reconnect() == []
+        code, err = await publisher
+        assert code == 0, err
+        code, err = await asyncio.wait_for(player, 30)
+        assert code == 0, err
+    assert all(not r.capabilities.reconnect for r in requests)
+    assert packet_count(ffmpeg, out, "v:0") >= 45
+
+
+def has_encoder(ffmpeg: str, name: str) -> bool:
+    out = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True,
+                         timeout=60, check=False).stdout
+    return f" {name} " in out
+
+
+@pytest.mark.interop
+async def test_ffmpeg9_publishes_hevc_with_enhanced_codecs(tmp_path: Path) -> None:
+    """FFmpeg 9 sends fourCcList when asked to (-rtmp_enhanced_codecs): it gets
+    the enhanced answer and publishes HEVC; without it, the legacy answer."""
+    ffmpeg = ffmpeg_exe()
+    if not has_encoder(ffmpeg, "libx265"):
+        pytest.skip("this ffmpeg has no libx265")
+    requests: list[Request] = []
+    async with Server(port=0, on_connect=requests.append) as server:
+        for key, extra in (("enhanced", ["-rtmp_enhanced_codecs", "hvc1,av01,Opus"]),
+                           ("plain", [])):
+            url = f"rtmp://127.0.0.1:{server.port}/live/{key}"
+            frames: list[Any] = []
+
+            async def play(url: str = url, frames: list[Any] = frames) -> None:
+                async with rtmpx.connect(url) as client:
+                    async for item in client.play():
+                        frames.append(item)
+
+            player = asyncio.create_task(play())
+            await wait_for(lambda key=key: sinks(server, f"live/{key}") == 1)
+            code, err = await run(
+                ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
+                "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2",
+                "-c:v", "libx265", "-x265-params", "log-level=error:keyint=10",
+                *extra, "-f", "flv", url)
+            assert code == 0, err
+            await asyncio.wait_for(player, 30)
+            video = [f for f in frames if isinstance(f, rtmpx.Frame) and f.kind == "video"]
+            assert video[0].is_sequence_header and video[0].codec == "hevc"
+            assert video[0].is_enhanced
+            assert sum(1 for f in video if not f.is_sequence_header) >= 45
+    enhanced, plain = [r for r in requests if "Lavf" in str(r.connect_params.get("flashVer"))]
+    assert enhanced.capabilities.fourcc_list == ("hvc1", "av01", "Opus")
+    assert not plain.capabilities.enhanced
+
+
+@pytest.mark.interop
+async def test_rtmpdump_plays_what_a_reconnect_capable_client_publishes(tmp_path: Path) -> None:
+    """librtmp's connect is a legacy one: the legacy answer, no request."""
+    from ..peers import debian_tool
+
+    rtmpdump = debian_tool("rtmpdump")
+    requests: list[Request] = []
+    async with Server(port=0, on_connect=requests.append) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/dump"
+        out = tmp_path / "dump.flv"
+        player = asyncio.create_task(run(rtmpdump, "-q", "-v", "-r", url, "-o", str(out),
+                                         timeout=30))
+        await wait_for(lambda: sinks(server, "live/dump") == 1)
+        assert server.request_reconnect() == []
+        publisher = asyncio.create_task(publish_frames(url, 100, keyint=10, interval=0.01))
+        await wait_for(lambda: live(server, "live/dump"))
+        await publisher
+        await asyncio.wait_for(player, 30)
+    librtmp = [r for r in requests if "rtmpx" not in str(r.connect_params.get("flashVer"))]
+    assert librtmp and not librtmp[0].capabilities.enhanced
+    from rtmpx.flv import read_tags
+
+    video = [t for t in read_tags(out) if t.is_video]
+    assert video[0].frame().is_sequence_header and len(video) >= 90

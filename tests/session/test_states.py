@@ -380,7 +380,7 @@ def server_connection_case(state: ConnectionState, what: ConnectionInput) -> Non
     pair, w = handshaken_server()
     server = pair.server
     reader = ChunkReader()
-    connect = command("connect", 1, {"app": "live"})
+    connect = command("connect", 1, {"app": "live", "capsEx": 1.0})  # can be asked to reconnect
     if state is not CS.AWAIT_CONNECT:
         server.receive_data(w.encode(connect))
         if state is CS.CONNECTED:
@@ -397,6 +397,9 @@ def server_connection_case(state: ConnectionState, what: ConnectionInput) -> Non
     elif what is CI.ACCEPT:
         events = []
         later = server.accept_connect()
+    elif what is CI.CALL:
+        events = []
+        server.send_reconnect_request()
     else:
         events = []
         server.reject_connect()
@@ -418,6 +421,8 @@ def server_connection_case(state: ConnectionState, what: ConnectionInput) -> Non
         assert of(StreamCreated, events) and replies[0][0] == "_result"
     elif action is A.DROP:
         assert events == [] and replies == []
+    elif action is A.SEND:
+        assert status_codes(replies) == [("status", "NetConnection.Connect.ReconnectRequest")]
     else:
         raise AssertionError(f"unchecked action {action}")
 
@@ -436,6 +441,9 @@ def test_server_connection_table(state: ConnectionState, what: ConnectionInput) 
     (CS.CONNECTED, CI.ACCEPT, InvalidStateError),
     (CS.CONNECTED, CI.REJECT, InvalidStateError),
     (CS.REJECTED, CI.ACCEPT, InvalidStateError),
+    (CS.AWAIT_CONNECT, CI.CALL, InvalidStateError),     # a reconnect request before connect
+    (CS.CONNECT_PENDING, CI.CALL, InvalidStateError),
+    (CS.REJECTED, CI.CALL, InvalidStateError),
 ])
 def test_server_connection_missing_pairs(state: ConnectionState, what: ConnectionInput,
                                          error: type[Exception]) -> None:
@@ -443,13 +451,15 @@ def test_server_connection_missing_pairs(state: ConnectionState, what: Connectio
     pair, w = handshaken_server()
     server = pair.server
     if state is not CS.AWAIT_CONNECT:
-        server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
+        server.receive_data(w.encode(command("connect", 1, {"app": "live", "capsEx": 1.0})))
         if state is CS.CONNECTED:
             server.accept_connect()
         elif state is CS.REJECTED:
             server.reject_connect()
     with pytest.raises(error):
-        if what is CI.COMMAND:
+        if what is CI.CALL:
+            server.send_reconnect_request()
+        elif what is CI.COMMAND:
             server.receive_data(w.encode(command("createStream", 2, None)))
         elif what is CI.CONNECT:
             server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
