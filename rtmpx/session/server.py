@@ -178,6 +178,14 @@ class ServerSession(Session):
                 self._command(0, "_result", txn, None, amf.UNDEFINED)
         elif name == "FCUnpublish":
             self._on_fc_unpublish(txn, str_arg(args, 0))
+        elif name == "FCSubscribe" or name == "FCUnsubscribe":
+            # librtmp (rtmpdump) subscribes before a live play, as FMS wanted
+            # (an _error would be reported to its user): answered as FMS does
+            code = StatusCode.PLAY_START if name == "FCSubscribe" else StatusCode.PLAY_STOP
+            self._command(0, f"on{name}", 0.0, None,
+                          {"code": str(code), "description": str_arg(args, 0)})
+            if txn:
+                self._command(0, "_result", txn, None, amf.UNDEFINED)
         elif name == "_checkbw":
             if txn:
                 self._command(0, "_result", txn, None, amf.UNDEFINED)

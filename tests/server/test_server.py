@@ -736,14 +736,16 @@ async def test_rtmpdump_plays_what_a_reconnect_capable_client_publishes(tmp_path
     async with Server(port=0, on_connect=requests.append) as server:
         url = f"rtmp://127.0.0.1:{server.port}/live/dump"
         out = tmp_path / "dump.flv"
-        player = asyncio.create_task(run(rtmpdump, "-q", "-v", "-r", url, "-o", str(out),
+        player = asyncio.create_task(run(rtmpdump, "-v", "-r", url, "-o", str(out),
                                          timeout=30))
         await wait_for(lambda: sinks(server, "live/dump") == 1)
         assert server.request_reconnect() == []
         publisher = asyncio.create_task(publish_frames(url, 100, keyint=10, interval=0.01))
         await wait_for(lambda: live(server, "live/dump"))
         await publisher
-        await asyncio.wait_for(player, 30)
+        _, err = await asyncio.wait_for(player, 30)
+    # its FCSubscribe used to get an _error ("ERROR: rtmp server sent error")
+    assert "ERROR" not in err, err
     librtmp = [r for r in requests if "rtmpx" not in str(r.connect_params.get("flashVer"))]
     assert librtmp and not librtmp[0].capabilities.enhanced
     from rtmpx.flv import read_tags

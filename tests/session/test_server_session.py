@@ -279,6 +279,22 @@ def test_commands_held_then_connect_rejected_are_dropped() -> None:
     assert session.receive_data(w.encode(command("createStream", 3, None))) == []
 
 
+def test_fc_subscribe_is_answered_as_fms_does() -> None:
+    """librtmp sends FCSubscribe before a live play; an _error for it made
+    rtmpdump print "ERROR: rtmp server sent error"."""
+    pair = Pair()
+    pair.pump()
+    w = ChunkWriter()
+    server = pair.server
+    server.receive_data(w.encode(command("connect", 1, {"app": "live"})))
+    server.accept_connect()
+    reader = PureReader()
+    reader.feed(server.data_to_send())
+    server.receive_data(w.encode(command("FCSubscribe", 3, None, "key")))
+    names = [amf.loads_all(m.payload)[0] for m in reader.feed(server.data_to_send())]
+    assert names == ["onFCSubscribe", "_result"]
+
+
 def test_unknown_calls_do_not_echo_their_name() -> None:
     server = Server()
     server.send(command("x" * 1000, 5, None))
