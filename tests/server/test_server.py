@@ -752,3 +752,30 @@ async def test_rtmpdump_plays_what_a_reconnect_capable_client_publishes(tmp_path
 
     video = [t for t in read_tags(out) if t.is_video]
     assert video[0].frame().is_sequence_header and len(video) >= 90
+
+
+@pytest.mark.interop
+async def test_gstreamer_publishes_and_plays(sample: Any, tmp_path: Path) -> None:
+    """GStreamer's rtmp2sink publishes an FLV (flvdemux ! flvmux, no
+    re-encoding) while its rtmp2src plays it from before the publish."""
+    from ..peers import debian_tool
+
+    gst = debian_tool("gst-launch-1.0")
+    played = tmp_path / "gst-played.flv"
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/gst"
+        player = asyncio.create_task(run(gst, "-q", "rtmp2src", f"location={url}", "!",
+                                         "filesink", f"location={played}", timeout=60))
+        await wait_for(lambda: sinks(server, "live/gst") == 1, 20)
+        code, err = await run(
+            gst, "-q", "filesrc", f"location={sample.path}", "!", "flvdemux", "name=d",
+            "d.video", "!", "queue", "!", "h264parse", "!", "flvmux", "name=m",
+            "streamable=true", "!", "rtmp2sink", f"location={url}",
+            "d.audio", "!", "queue", "!", "aacparse", "!", "m.", timeout=60)
+        assert code == 0, err
+        code, err = await asyncio.wait_for(player, 60)
+        assert code == 0, err
+    ffmpeg = ffmpeg_exe()
+    coded = [f for f in (t.frame() for t in sample.tags if t.is_video)
+             if not f.is_sequence_header and not f.is_end_of_sequence]
+    assert packet_count(ffmpeg, played, "v:0") == len(coded) == 50
