@@ -4,6 +4,7 @@ API and recording (issue 9)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 from pathlib import Path
 
@@ -126,3 +127,52 @@ async def test_ffmpeg_multitrack_late_joiner_decodes_every_track(
         assert frames > 20 and not errors.strip(), (stream, frames, errors)
 
 
+
+
+@functools.cache
+def _encoders(ffmpeg: str) -> str:
+    return subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True,
+                          text=True, check=True, timeout=30).stdout
+
+
+ENHANCED_CODECS = [
+    ("libx265", ["-x265-params", "log-level=error:keyint=10"], "aac"),
+    ("libsvtav1", ["-preset", "12", "-svtav1-params", "keyint=10"], "libopus"),
+    ("libvpx-vp9", ["-deadline", "realtime", "-cpu-used", "8", "-g", "10"], "flac"),
+    ("libx264", ["-preset", "ultrafast", "-g", "10"], "ac3"),
+    ("libx264", ["-preset", "ultrafast", "-g", "10"], "eac3"),
+]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("video", "options", "audio"), ENHANCED_CODECS,
+                         ids=[f"{v}-{a}" for v, _, a in ENHANCED_CODECS])
+async def test_ffmpeg9_enhanced_codecs_reach_a_late_joiner(video: str, options: list[str],
+                                                           audio: str, tmp_path: Path) -> None:
+    """FFmpeg 9 publishes each Enhanced RTMP codec; an FFmpeg that joins
+    late gets every configuration and starts at a keyframe: both tracks
+    decode without an error from the first frame."""
+    ffmpeg = ffmpeg_exe()
+    for name in (video, audio):
+        if f" {name} " not in _encoders(ffmpeg):
+            pytest.skip(f"this FFmpeg has no {name}")
+    late = tmp_path / "late.flv"
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/enh"
+        publisher = asyncio.create_task(run(
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "4",
+            "-c:v", video, *options, "-pix_fmt", "yuv420p", "-c:a", audio,
+            "-f", "flv", url, timeout=60))
+        await wait_for(lambda: server.hub.get(("live", "enh")) is not None
+                       and server.hub.get(("live", "enh")).live, 20)
+        await asyncio.sleep(1.2)
+        code, err = await run(ffmpeg, "-hide_banner", "-loglevel", "error", "-i", url,
+                              "-c", "copy", "-t", "1", "-y", str(late), timeout=60)
+        assert code == 0, err
+        code, err = await publisher
+        assert code == 0, err
+    for stream in ("0:v:0", "0:a:0"):
+        frames, errors = _ffmpeg_frames(ffmpeg, late, stream)
+        assert frames > 5 and not errors.strip(), (stream, frames, errors)
