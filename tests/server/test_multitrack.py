@@ -30,8 +30,10 @@ MANY_CODECS = (bytes([0x96, 0x21]) + b"avc1" + b"\x02\x00\x00\x08" + CTS0
                + b"\x00\x00\x00\x01\x65" + b"hvc1" + b"\x01\x00\x00\x09" + CTS0
                + b"\x00\x00\x00\x02\x26\x01")                   # ManyTracksManyCodecs
 INTER0 = enhanced(2, 1, CTS0 + b"\x00\x00\x00\x02\x02\x01")
+# ModEx: TimestampOffsetNano 100 ns, then CodedFrames
+MODEX0 = bytes.fromhex("a7 02 000064 01") + b"hvc1" + CTS0 + b"\x00\x00\x00\x02\x02\x01"
 STREAM = [(9, SEQ0), (9, SEQ1), (9, MANY_SEQ), (9, META1), (8, AAC_SEQ), (9, KEY0), (9, KEY1),
-          (9, MANY_CODECS), (8, AAC_RAW), (9, INTER0), (9, KEY1), (9, INTER0)]
+          (9, MANY_CODECS), (8, AAC_RAW), (9, INTER0), (9, KEY1), (9, MODEX0), (9, INTER0)]
 
 
 async def test_multitrack_relayed_byte_exact_to_players_ingest_and_recording(
@@ -39,12 +41,14 @@ async def test_multitrack_relayed_byte_exact_to_players_ingest_and_recording(
     async with Server(port=0, record_dir=tmp_path) as server:
         url = f"rtmp://127.0.0.1:{server.port}/live/mt"
         ingested: list[tuple[str, int, bytes]] = []
+        offsets: list[int] = []
 
         async def ingest() -> None:
             async for stream in server.publishes():
                 async for item in stream:
                     if isinstance(item, rtmpx.Frame):
                         ingested.append((item.kind, item.track_id, bytes(item.payload)))
+                        offsets.append(item.timestamp_offset_ns)
                 return
 
         async def play(client: rtmpx.Client) -> list[tuple[int, bytes]]:
@@ -69,7 +73,9 @@ async def test_multitrack_relayed_byte_exact_to_players_ingest_and_recording(
         await asyncio.wait_for(consumer, 10)
     assert [(kind, track) for kind, track, _ in ingested] == [
         ("video", 0), ("video", 1), ("video", 2), ("video", 1), ("audio", 0), ("video", 0),
-        ("video", 1), ("video", 2), ("audio", 0), ("video", 0), ("video", 1), ("video", 0)]
+        ("video", 1), ("video", 2), ("audio", 0), ("video", 0), ("video", 1), ("video", 0),
+        ("video", 0)]
+    assert offsets[-2:] == [100, 0]  # ModEx TimestampOffsetNano, on the frame only
     assert [p for _, _, p in ingested] == [p for _, p in STREAM]
     (recording,) = (tmp_path / "live").glob("mt-*.flv")
     with FLVReader(recording) as reader:
