@@ -480,6 +480,11 @@ def _fourcc(payload: Buffer, pos: int) -> bytes:
 
 _MODEX_PAST_END: Final = -1
 _MODEX_SHORT_NANO: Final = -2
+_MODEX_TOO_MANY: Final = -3
+#: ModEx entries read in one message: the spec defines one ModExType
+#: (TimestampOffsetNano); a chain of 3-byte entries as long as the message
+#: would cost a Python loop turn each.
+MAX_MODEX_ENTRIES: Final = 8
 
 
 def _skip_modex(payload: Buffer, pos: int, n: int) -> tuple[int, int, int]:
@@ -487,11 +492,12 @@ def _skip_modex(payload: Buffer, pos: int, n: int) -> tuple[int, int, int]:
     PacketType was ModEx): return (position after them, the real PacketType,
     the TimestampOffsetNano or 0).  The position is ``_MODEX_PAST_END`` if
     they run past the end, ``_MODEX_SHORT_NANO`` for a TimestampOffsetNano
-    of fewer than the 3 bytes the spec requires.  Each entry is
+    of fewer than the 3 bytes the spec requires, ``_MODEX_TOO_MANY`` past
+    :data:`MAX_MODEX_ENTRIES` entries.  Each entry is
     ``size - 1`` (UI8, or 0xFF + UI16), its data, then
     ``ModExType(4) | PacketType(4)``; other ModExTypes are skipped."""
     nano = 0
-    while True:
+    for _ in range(MAX_MODEX_ENTRIES):
         if pos >= n:
             return _MODEX_PAST_END, -1, 0
         size = payload[pos] + 1
@@ -514,11 +520,14 @@ def _skip_modex(payload: Buffer, pos: int, n: int) -> tuple[int, int, int]:
         packet_type = b & 0x0F
         if packet_type != 7:  # ModEx is 7 for audio and video alike
             return pos, packet_type, nano
+    return _MODEX_TOO_MANY, -1, 0
 
 
 def _modex_error(pos: int) -> str:
     if pos == _MODEX_SHORT_NANO:
         return "ModEx TimestampOffsetNano needs 3 bytes"
+    if pos == _MODEX_TOO_MANY:
+        return f"more than {MAX_MODEX_ENTRIES} ModEx entries"
     return "ModEx entries run past the end"
 
 

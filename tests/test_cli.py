@@ -121,7 +121,7 @@ def test_every_limit_has_a_serve_option_and_a_readme_row() -> None:
         argv += [limit.option, "7"]
     kwargs = _limit_settings(build_parser().parse_args(argv))
     assert kwargs.pop("limits") == HubLimits(max_queue=7, max_lag=7.0, max_gop_bytes=7,
-                                             max_gop_entries=7)
+                                             max_gop_entries=7, max_header_bytes=7)
     config = kwargs.pop("session_config")
     assert all(getattr(config, lim.keyword) == 7 for lim in LIMITS if lim.where == "session")
     assert kwargs == {lim.keyword: lim.type(7) for lim in LIMITS if lim.where == "server"}

@@ -1420,3 +1420,22 @@ def test_bitstream_scanners_never_fail(fourcc: bytes, head: bytes, units: list[b
     f = v(p)
     assert is_video_keyframe(p) is f.is_keyframe
     assert classify(9, p) == _expected_classes("video", f)
+
+
+def test_modex_entries_are_bounded() -> None:
+    """A message of 3-byte ModEx entries as long as the message cost a
+    Python loop turn each (0.6 s for 8 MiB, on every published message)."""
+    from rtmpx.media import MAX_MODEX_ENTRIES
+
+    entry = H("00 aa f7")                     # one byte of an unknown ModExType, then ModEx again
+    tail = H("02 000064 01") + b"hvc1" + H("000000 00000002 2601")
+    ok = H("97") + entry * (MAX_MODEX_ENTRIES - 1) + tail
+    check(v(ok), codec="hevc", timestamp_offset_ns=100, is_keyframe=True)
+    over = H("97") + entry * MAX_MODEX_ENTRIES + tail
+    check(v(over), codec="unknown", is_keyframe=False)
+    with pytest.raises(ProtocolError, match="ModEx entries"):
+        v(over, strict=True)
+    assert classify(9, over) == (TrackInfo("video", 0, 0, False),)
+    huge = H("97") + entry * (8 * 1024 * 1024 // 3)
+    assert classify(9, huge) == (TrackInfo("video", 0, 0, False),)  # at once
+    assert classify(8, H("97") + entry * 1000)[0].header == 0

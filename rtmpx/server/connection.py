@@ -100,6 +100,16 @@ class ConnectionContext:
                 break
             conn.evict(f"max_half_open_per_ip={self.max_half_open_per_ip}")
 
+    def evict_one(self) -> None:
+        """The half-open table is full: the oldest connection of the address
+        that holds the most goes (one address flooding cannot push out
+        everyone else's connects, however young its own are)."""
+        by_ip: dict[str, list[Connection]] = {}
+        for conn in self.half_open:  # oldest first
+            by_ip.setdefault(conn.ip, []).append(conn)
+        victims = max(by_ip.values(), key=len)
+        victims[0].evict(f"max_half_open={self.max_half_open}")
+
     def trim_all_half_open(self, now: float) -> None:
         """:meth:`trim_half_open` for every address over its cap (once a second)."""
         counts: dict[str, int] = {}
@@ -198,7 +208,7 @@ class Connection(asyncio.Protocol):
         ctx.half_open[self] = None
         ctx.trim_half_open(self.ip, self.started)
         if len(ctx.half_open) > ctx.max_half_open:
-            next(iter(ctx.half_open)).evict(f"max_half_open={ctx.max_half_open}")
+            ctx.evict_one()
         if ctx.ssl is not None:
             tp.pause_reading()  # the TLS layer takes the bytes from here
             self._tls = asyncio.ensure_future(self._start_tls(tp, ctx.ssl))

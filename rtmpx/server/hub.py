@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ..constants import MessageType as MT
 from ..media import PRIMARY_TRACK, classify
@@ -49,6 +49,7 @@ __all__ = [
     "Publisher",
     "StreamKey",
     "Subscriber",
+    "keep_header",
 ]
 
 log = logging.getLogger("rtmpx.server")
@@ -99,13 +100,41 @@ class HubLimits:
     ``max_gop_bytes`` and ``max_gop_entries``: the largest GOP cache, in
     bytes (each packet charged its payload plus :data:`PACKET_OVERHEAD`)
     and in packets (a longer GOP is not cached: late joiners wait for the
-    next keyframe).
+    next keyframe); ``max_header_bytes``: the headers a channel keeps for
+    late joiners (sequence headers, video Metadata, MultichannelConfig of
+    every track; real ones take a few hundred bytes each), charged the same
+    way, at most :data:`MAX_HEADERS` of them: a header past either is not
+    kept.
     """
 
     max_queue: int = 4 * 1024 * 1024
     max_lag: float = 10.0
     max_gop_bytes: int = 32 * 1024 * 1024
     max_gop_entries: int = 10_000
+    max_header_bytes: int = 1024 * 1024
+
+
+T = TypeVar("T")
+
+
+def keep_header(headers: dict[Any, T], keys: tuple[Any, ...], item: T,
+                size: Callable[[T], int], max_bytes: int) -> tuple[dict[Any, T], int] | None:
+    """``headers`` (the latest header of each key, in the order they came)
+    with ``item`` as the header of each of ``keys`` (moved last), and the
+    bytes of its distinct items; None if that would be more than
+    :data:`MAX_HEADERS` keys or ``max_bytes`` bytes (the item is not kept)."""
+    new = dict(headers)
+    for key in keys:
+        new.pop(key, None)
+        new[key] = item
+    if len(new) > MAX_HEADERS:
+        return None
+    total = sum(size(x) for x in {id(x): x for x in new.values()}.values())
+    return (new, total) if total <= max_bytes else None
+
+
+def _packet_size(packet: Packet) -> int:
+    return len(packet.payload) + PACKET_OVERHEAD
 
 
 class Packet:
@@ -340,6 +369,7 @@ class Channel:
         # the latest header packet of each (kind, track, header kind), in
         # the order they came (a newer one moves to the end)
         self._headers: dict[HeaderKey, Packet] = {}
+        self.header_bytes = 0
         self._gop: list[Packet] = []
         self.gop_bytes = 0
         self._gop_valid = False
@@ -361,7 +391,9 @@ class Channel:
         """Forget the cached stream state (a publisher left or arrived)."""
         self.metadata = None
         self._metadata = None
-        self._headers.clear()
+        self._headers = {}
+        self.budget.headers -= self.header_bytes
+        self.header_bytes = 0
         self.drop_gop()
 
     def drop_gop(self) -> None:
@@ -379,12 +411,15 @@ class Channel:
                 self._metadata = packet
             return
         if packet.header:
-            headers = self._headers
-            for key in packet.headers:
-                if len(headers) >= MAX_HEADERS and key not in headers:
-                    break  # bounded: tracks and kinds are few in any real stream
-                headers.pop(key, None)
-                headers[key] = packet
+            kept = keep_header(self._headers, packet.headers, packet, _packet_size,
+                               self.limits.max_header_bytes)
+            if kept is not None:
+                headers, size = kept
+                grow = size - self.header_bytes
+                if grow <= 0 or self.budget.room_for(grow):
+                    self._headers = headers
+                    self.header_bytes = size
+                    self.budget.headers += grow
             return
         if packet.keyframe:
             self.drop_gop()
@@ -395,7 +430,7 @@ class Channel:
         limits = self.limits
         if (self.gop_bytes + size > limits.max_gop_bytes
                 or len(self._gop) >= limits.max_gop_entries
-                or not self.budget.room_for_gop(size)):
+                or not self.budget.room_for(size)):
             self.drop_gop()  # too long a GOP to keep: late joiners wait for a keyframe
             return
         self.gop_bytes += size

@@ -9,9 +9,13 @@ from typing import Any
 from ..events import Metadata
 from ..media import PRIMARY_TRACK, Frame, parse_audio, parse_video
 from .hooks import request_of
-from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Packet, Publication
+from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, HubLimits, Packet, Publication, keep_header
 
 __all__ = ["IncomingStream"]
+
+
+def _item_size(item: Frame | Metadata) -> int:
+    return len(item.payload) + PACKET_OVERHEAD
 
 
 class IncomingStream:
@@ -53,6 +57,7 @@ class IncomingStream:
         self._skip_to_key = False
         # the latest metadata and header of each (kind, track, header kind)
         self._headers: dict[object, Frame | Metadata] = {}
+        self._limits: HubLimits = publication.channel.limits
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         publication.follow(self)
@@ -88,8 +93,10 @@ class IncomingStream:
         else:
             return  # other data messages are relayed, not part of the ingest API
         if packet.header:
-            for key in packet.headers or (type_id,):
-                self._headers[key] = item
+            kept = keep_header(self._headers, packet.headers or (type_id,), item, _item_size,
+                               self._limits.max_header_bytes)
+            if kept is not None:  # else (too many, too big) an ordinary item
+                self._headers = kept[0]
         elif self._skip_to_key:
             if not packet.keyframe:
                 self.dropped += 1
@@ -122,12 +129,13 @@ class IncomingStream:
         keyframe."""
         items = list(self._items)
         headers = list({id(h): h for h in self._headers.values()}.values())
+        header_ids = {id(h) for h in headers}
         tail: list[Frame | Metadata] = []
         for i in range(len(items) - 1, -1, -1):
             item = items[i]
             if isinstance(item, Frame) and item.kind == "video" and item.is_keyframe \
                     and item.track_id == PRIMARY_TRACK:
-                tail = [x for x in items[i:] if not any(x is h for h in headers)]
+                tail = [x for x in items[i:] if id(x) not in header_ids]
                 break
         size = sum(len(x.payload) + PACKET_OVERHEAD for x in tail)
         if size > self.max_bytes // 2:

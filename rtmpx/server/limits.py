@@ -53,18 +53,19 @@ def limit_hit(limit: str, peer: str, detail: str = "", *, level: int = logging.W
 class MemoryBudget:
     """What the server may hold for its peers, in bytes (``limit``).
 
-    ``gop`` is charged by the channels' GOP caches as they grow and
-    released as they are cleared; ``queues`` is the sum of every other
-    buffer, sampled by the server once a second.
+    ``gop`` and ``headers`` are charged by the channels' GOP and header
+    caches as they grow and released as they are cleared; ``queues`` is
+    the sum of every other buffer, sampled by the server once a second.
     """
 
-    __slots__ = ("gop", "limit", "queues")
+    __slots__ = ("gop", "headers", "limit", "queues")
 
     def __init__(self, limit: int) -> None:
         if limit <= 0:
             raise ValueError("the memory budget must be positive")
         self.limit = limit
         self.gop = 0
+        self.headers = 0
         self.queues = 0
 
     def __repr__(self) -> str:
@@ -73,16 +74,16 @@ class MemoryBudget:
     @property
     def used(self) -> int:
         """Bytes held now (the queues as last sampled)."""
-        return self.gop + self.queues
+        return self.gop + self.headers + self.queues
 
     @property
     def over(self) -> bool:
         """Whether the server holds more than its budget."""
         return self.used > self.limit
 
-    def room_for_gop(self, size: int) -> bool:
-        """Whether a GOP cache may grow by ``size`` bytes."""
-        return self.gop + size + self.queues <= self.limit
+    def room_for(self, size: int) -> bool:
+        """Whether a cache may grow by ``size`` bytes."""
+        return self.used + size <= self.limit
 
 
 class Limit(NamedTuple):
@@ -127,6 +128,8 @@ LIMITS: tuple[Limit, ...] = (
     Limit("max_lag", "hub", float, "seconds a player may stay behind before a disconnect"),
     Limit("max_gop_bytes", "hub", int, "bytes of one channel's GOP cache"),
     Limit("max_gop_entries", "hub", int, "packets of one channel's GOP cache"),
+    Limit("max_header_bytes", "hub", int,
+          "bytes of the headers one channel keeps for late joiners (all tracks)"),
     Limit("max_message_size", "session", int, "bytes of one message"),
     Limit("max_chunk_streams", "session", int, "chunk streams per connection"),
     Limit("max_buffered", "session", int, "bytes of incomplete messages per connection"),

@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from ..errors import RtmpError
 from ..session import SessionConfig
+from ..session.base import MAX_NAME
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .connection import Connection, ConnectionContext, RtmpPublisher
 from .hooks import Hook, Hooks, Request, TaskSet, request_of
@@ -43,6 +44,11 @@ log = logging.getLogger("rtmpx.server")
 #: Streams :meth:`Server.publishes` holds for an iteration that does not
 #: take them; later publishes are not handed to it until it does.
 MAX_PENDING_STREAMS = 16
+
+
+def _check_tc_url(tc_url: str | None) -> None:
+    if tc_url is not None and len(tc_url) > MAX_NAME:
+        raise ValueError(f"tc_url longer than {MAX_NAME} characters")
 
 
 class _Policy:
@@ -240,7 +246,9 @@ class Server:
         tags and are closed, pushes send what they have); close every
         connection; run the on_unpublish/on_disconnect hooks; then return.
         Each wait is bounded by ``timeout`` seconds (recordings: six times
-        that)."""
+        that).  Raises ValueError (and does nothing) for a
+        ``reconnect_tc_url`` longer than :data:`~rtmpx.session.base.MAX_NAME`."""
+        _check_tc_url(reconnect_tc_url)
         if self._server is None:
             return
         server, self._server = self._server, None
@@ -300,7 +308,9 @@ class Server:
         asked; legacy clients never are.  ``tc_url`` is where to go
         (absolute, or relative to the client's tcUrl); None: this server
         again.  The clients keep being served until they leave.  Returns
-        the peers asked."""
+        the peers asked.  Raises ValueError (and asks nobody) for a
+        ``tc_url`` longer than :data:`~rtmpx.session.base.MAX_NAME`."""
+        _check_tc_url(tc_url)
         targets: list[Connection]
         if key is not None:
             channel = self.hub.get(key)

@@ -552,6 +552,36 @@ async def test_a_burst_of_honest_connects_from_one_address_gets_in() -> None:
         await asyncio.gather(*(one() for _ in range(50)))
 
 
+async def test_one_flooding_address_cannot_push_out_other_addresses() -> None:
+    """Review of issue 8: connections younger than the grace are spared by
+    the per-address cap, so one address could own the whole half-open
+    table, and each of its newcomers evicted the globally oldest: honest
+    clients in the middle of a (slow) connect."""
+    async def slow_on_connect(request: Request) -> bool:
+        await asyncio.sleep(1.0)  # an HTTP token check, say
+        return True
+
+    async with Server(port=0, max_half_open=20, on_connect=slow_on_connect) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live"
+
+        async def honest() -> None:
+            async with rtmpx.connect(url, timeout=10):
+                pass
+
+        clients = [asyncio.create_task(honest()) for _ in range(3)]
+        await asyncio.sleep(0.3)  # they are deciding
+        flood = []
+        for _ in range(100):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            flood.append(sock)
+        await asyncio.wait_for(asyncio.gather(*clients), 10)
+        for sock in flood:
+            sock.close()
+
+
 async def test_per_address_cap_on_established_connections() -> None:
     async with Server(port=0, max_connections_per_ip=1) as server:
         first = await RawPeer(server.port, source="127.0.0.1").open()

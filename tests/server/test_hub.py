@@ -259,6 +259,33 @@ def test_header_kinds_per_channel_are_bounded() -> None:
     assert len(list(hub.channels[KEY].startup())) == MAX_HEADERS
 
 
+def test_headers_are_bounded_in_bytes_and_charged_to_the_budget() -> None:
+    """Review of issue 9: the header cache was bounded in keys only (64
+    packets of up to 8 MiB: 512 MiB per channel) and max_memory never saw
+    it.  Header bytes are capped per channel and charged to the budget."""
+    budget = MemoryBudget(64 * 1024 * 1024)
+    hub = Hub(HubLimits(max_header_bytes=1024 * 1024), budget=budget)
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    big = bytes(100 * 1024)
+    for track in range(64):
+        publication.media(9, track, one_track(1, 0, track, big), 0.0)
+    channel = hub.channels[KEY]
+    kept = list(channel.startup())
+    assert len(kept) == 10  # 10 x 100 KiB fit in 1 MiB; the others are not kept
+    assert channel.header_bytes == sum(len(p.payload) + PACKET_OVERHEAD for p in kept)
+    assert budget.headers == channel.header_bytes
+    # a replacement of a kept track's header is taken (the size changes little)
+    publication.media(9, 99, one_track(1, 0, 0, big + b"x"), 0.0)
+    assert len(list(channel.startup())) == 10 and budget.headers == channel.header_bytes
+    # the budget's room counts too
+    budget.queues = budget.limit - budget.headers  # full
+    publication.media(9, 100, one_track(1, 0, 0, big + b"xy"), 0.0)
+    assert budget.headers == channel.header_bytes and not budget.over
+    hub.unpublish(publication, "unpublish")
+    assert budget.headers == 0
+
+
 def test_players_with_the_same_shape_share_the_bytes() -> None:
     hub = Hub()
     publication = hub.publish(KEY, FakePublisher(), None, 0.0)

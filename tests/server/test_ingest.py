@@ -165,3 +165,26 @@ async def test_publishes_after_close_ends_at_once() -> None:
     await server.start()
     await server.close()
     assert [s async for s in server.publishes()] == []
+
+
+async def test_ingest_headers_are_bounded() -> None:
+    """Review of issue 9: an IncomingStream kept every header key (2 x 256
+    x 3) with no byte bound, and its cut was quadratic in them."""
+    from rtmpx.server.hub import MAX_HEADERS
+
+    from .test_hub import HVCC, one_track
+
+    async with Server(port=0) as server:
+        streams: list[IncomingStream] = []
+        collector = asyncio.create_task(collect_streams(server, streams))
+        url = f"rtmp://127.0.0.1:{server.port}/live/hdr"
+        async with rtmpx.connect(url) as client, await client.publish() as out:
+            await wait_for(lambda: streams, 5)
+            for track in range(256):
+                await out.send_video(track, one_track(1, 0, track, HVCC))
+            await out.send_video(300, one_track(1, 0, 0, bytes(2 * 1024 * 1024)))
+            await asyncio.sleep(0.3)
+            headers = {id(h) for h in streams[0]._headers.values()}
+            assert len(headers) <= MAX_HEADERS
+            assert sum(len(h.payload) for h in streams[0]._headers.values()) <= 1024 * 1024
+        collector.cancel()

@@ -35,9 +35,10 @@ def test_limit_lines_are_rate_limited(caplog: pytest.LogCaptureFixture,
 
 def test_memory_budget() -> None:
     budget = MemoryBudget(100)
-    assert budget.room_for_gop(100) and not budget.room_for_gop(101)
-    budget.queues = 60
+    assert budget.room_for(100) and not budget.room_for(101)
+    budget.queues = 50
     budget.gop = 40
+    budget.headers = 10
     assert budget.used == 100 and not budget.over
     budget.queues = 61
     assert budget.over

@@ -779,3 +779,21 @@ async def test_gstreamer_publishes_and_plays(sample: Any, tmp_path: Path) -> Non
     coded = [f for f in (t.frame() for t in sample.tags if t.is_video)
              if not f.is_sequence_header and not f.is_end_of_sequence]
     assert packet_count(ffmpeg, played, "v:0") == len(coded) == 50
+
+
+async def test_a_too_long_reconnect_url_is_refused_before_anything() -> None:
+    """Review of issue 9: close(reconnect_tc_url=<5000 chars>) raised after
+    the listener was closed and left publications live and connections
+    open; a second close() then returned at once."""
+    async with Server(port=0) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/k"
+        async with rtmpx.connect(url, follow_reconnect=True) as client, \
+                await client.publish():
+            long_url = "rtmp://h/" + "a" * 5000
+            with pytest.raises(ValueError, match="tc_url"):
+                server.request_reconnect(tc_url=long_url)
+            with pytest.raises(ValueError, match="tc_url"):
+                await server.close(reconnect_tc_url=long_url)
+            assert live(server, "live/k") and server.connections  # nothing half done
+        await server.close()
+        assert not server.connections and server.hub.closed
