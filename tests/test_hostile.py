@@ -1530,6 +1530,41 @@ async def test_gop_entry_count(serve: ServerProc) -> None:
     await run_case(serve, "GOP entry count", attack)
 
 
+async def test_header_cache_flood(serve: ServerProc) -> None:
+    """Review of issue 9: per-track headers were bounded in keys only (64
+    of up to 8 MiB each per channel, unseen by max_memory).  Four streams
+    each send 64 OneTrack SequenceStarts of 1 MiB, then ModEx chains as
+    long as a message (a Python loop turn per 3 bytes before the bound)."""
+    config = bytes(1024 * 1024)
+    modex = bytes([0x97]) + bytes.fromhex("00aaf7") * (1024 * 1024 // 3)
+
+    async def attack(ctx: Attack) -> None:
+        async def flood(j: int) -> None:
+            publisher, sid = await _start_publisher(ctx, j, f"headers-{ctx.number}-{j}")
+            assert publisher.writer is not None
+            for track in range(64):
+                payload = bytes([0x90 | 6, 0x00]) + b"hvc1" + bytes([track]) + config
+                publisher.session.send_video(sid, track, payload)
+                publisher.flush()
+                await drain(publisher.writer, 20)
+            for i in range(8):
+                publisher.session.send_video(sid, 100 + i, modex)
+                publisher.flush()
+                await drain(publisher.writer, 20)
+            publisher.session.ping(0x4EAD)
+            publisher.flush()
+            await publisher.until(lambda: any(
+                isinstance(e, PingResponse) and e.timestamp == 0x4EAD
+                for e in publisher.events), 60)
+
+        sending = asyncio.gather(*(flood(j) for j in (1, 2, 3, 4)))
+        probe = asyncio.create_task(ctx.probe())
+        await sending
+        await probe
+
+    await run_case(serve, "header cache flood", attack)
+
+
 def _aggregate_of_tiny_audio(count: int, stream_id: int) -> bytes:
     """The body of an aggregate message (type 22) of ``count`` 1-byte audio
     messages (16 bytes each, header and back-pointer included)."""
