@@ -29,13 +29,16 @@ the connection acts on reconnect requests) and
 server asks us to reconnect (NetConnection.Connect.ReconnectRequest),
 :attr:`Client.reconnect_request` is set and ``on_reconnect_request`` is
 called; with ``follow_reconnect=True`` every :class:`PublishStream` follows
-it by itself: it goes on to the next video keyframe (or the next message
-of an audio-only stream), then unpublishes here, connects to the new
-``tcUrl`` (or the same one), publishes the same name, sends the metadata
-and sequence headers again, and carries on from that keyframe
-(:attr:`PublishStream.client` is then the new connection, and
-:attr:`PublishStream.reconnects` counts the moves).  Plays do not follow:
-they end when the old server closes.
+it by itself: it goes on to the next keyframe of the primary video track
+(or the next message of an audio-only stream), then unpublishes here,
+connects to the new ``tcUrl`` (or the same one: a restart; the whole path
+of a ``tcUrl`` is the application), trying again for a while if it is not
+there yet, publishes the same name, sends the metadata and the latest
+header message of each track and kind again (:class:`HeaderReplay`:
+sequence headers, video Metadata, audio MultichannelConfig), and carries on
+from that keyframe (:attr:`PublishStream.client` is then the new
+connection, and :attr:`PublishStream.reconnects` counts the moves).  Plays
+do not follow: they end when the old server closes.
 
 Errors: :class:`ConnectionRejectedError` (connect refused),
 :class:`StatusError` (an ``onStatus`` or ``_error`` that refused a
@@ -52,9 +55,9 @@ import dataclasses
 import inspect
 import logging
 import ssl as _ssl
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar, cast
 
 from . import amf
 from .constants import MessageType as MT
@@ -77,19 +80,23 @@ from .events import (
     StreamFailed,
     VideoData,
 )
-from .media import is_sequence_header, is_video_keyframe
+from .media import PRIMARY_TRACK, classify
 from .pacing import Pacer
 from .session import ClientSession, ConnectionState, SessionConfig
 from .session.capabilities import DEFAULT_CAPABILITIES, Capabilities, CapsEx
-from .url import RtmpURL, parse_url
+from .url import RtmpURL, parse_tc_url, parse_url
 
 if TYPE_CHECKING:
     from .media import Frame
 
 __all__ = [
+    "FOLLOW_RECONNECT_TIMEOUT",
+    "MAX_REPLAY_BYTES",
+    "MAX_REPLAY_KEYS",
     "WRITE_HIGH_WATER",
     "Client",
     "ConnectionRejectedError",
+    "HeaderReplay",
     "PlayStream",
     "PublishStream",
     "StatusError",
@@ -100,6 +107,15 @@ log = logging.getLogger("rtmpx.client")
 
 #: Bytes the transport may buffer before ``send_*`` waits for it to drain.
 WRITE_HIGH_WATER = 1024 * 1024
+
+#: Seconds a publish stream following a reconnect request keeps trying to
+#: reach the new server (0.5 s, 1 s, 2 s, ... apart) before it gives up.
+FOLLOW_RECONNECT_TIMEOUT = 15.0
+
+#: What a :class:`HeaderReplay` holds at most: keys (``(kind, track id,
+#: header kind)``), and bytes.
+MAX_REPLAY_KEYS = 64
+MAX_REPLAY_BYTES = 1024 * 1024
 
 _T = TypeVar("_T")
 
@@ -130,6 +146,71 @@ def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
         fut.exception()
+
+
+class _Held(Generic[_T]):
+    __slots__ = ("item", "refs", "size")
+
+    def __init__(self, item: _T, size: int) -> None:
+        self.item = item
+        self.size = size
+        self.refs = 0
+
+
+class HeaderReplay(Generic[_T]):
+    """What a new server needs before the first frame of a stream that
+    moves there: the latest header message of each ``(kind, track id,
+    header kind)`` (the keys :func:`rtmpx.media.classify` gives: sequence
+    headers, video Metadata, audio MultichannelConfig, per track), as a
+    relay's channel keeps them for late joiners.
+
+    Iterating gives the distinct messages in the order they came (a newer
+    one for a key moves last; one that carries several tracks is kept
+    under each of their keys and comes once).  Bounded: at most
+    ``max_keys`` keys and ``max_bytes`` bytes; a message beyond them is not
+    kept (the one it replaces is dropped all the same: a new server is
+    better off without a configuration than with a stale one).
+    """
+
+    def __init__(self, max_keys: int = MAX_REPLAY_KEYS,
+                 max_bytes: int = MAX_REPLAY_BYTES) -> None:
+        self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._keys: dict[tuple[str, int, int], _Held[_T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[_T]:
+        seen: set[int] = set()
+        for held in self._keys.values():
+            if id(held) not in seen:
+                seen.add(id(held))
+                yield held.item
+
+    def put(self, keys: Iterable[tuple[str, int, int]], item: _T, size: int) -> bool:
+        """Keep ``item`` (``size`` bytes) as the latest of each of ``keys``;
+        whether it was kept (under at least one of them)."""
+        keys = tuple(dict.fromkeys(keys))  # each key once
+        for key in keys:
+            old = self._keys.pop(key, None)
+            if old is not None:
+                old.refs -= 1
+                if not old.refs:
+                    self.bytes -= old.size
+        if self.bytes + size > self.max_bytes:
+            return False
+        held = _Held(item, size)
+        for key in keys:
+            if len(self._keys) >= self.max_keys:
+                break
+            self._keys[key] = held
+            held.refs += 1
+        if not held.refs:
+            return False
+        self.bytes += size
+        return True
 
 
 class _FrameLike(Protocol):
@@ -185,13 +266,15 @@ class Client:
     the :class:`~rtmpx.ClientSession` underneath (for anything this class
     does not wrap: call its methods, then :meth:`flush`).  ``timeout``
     bounds every wait for a server answer (None: no bound).
-    ``on_reconnect_request`` and ``follow_reconnect``: see :func:`connect`.
+    ``on_reconnect_request``, ``follow_reconnect`` and
+    ``follow_reconnect_timeout``: see :func:`connect`.
     """
 
     def __init__(self, url: RtmpURL, session: ClientSession, *,
                  timeout: float | None = 10.0,
                  on_reconnect_request: ReconnectCallback | None = None,
-                 follow_reconnect: bool = False) -> None:
+                 follow_reconnect: bool = False,
+                 follow_reconnect_timeout: float = FOLLOW_RECONNECT_TIMEOUT) -> None:
         self.url = url
         self.session = session
         self.timeout = timeout
@@ -200,6 +283,7 @@ class Client:
         self.reconnect_request: ReconnectRequested | None = None
         self.on_reconnect_request = on_reconnect_request
         self.follow_reconnect = follow_reconnect
+        self.follow_reconnect_timeout = follow_reconnect_timeout
         self._options: dict[str, Any] = {}   # how :func:`connect` made us (to follow a request)
         self._callbacks: set[asyncio.Future[Any]] = set()
         self._loop = asyncio.get_running_loop()
@@ -544,7 +628,7 @@ class Client:
     def _on_reconnect_request(self, event: ReconnectRequested) -> None:
         self.reconnect_request = event
         log.info("%s asks us to reconnect to %s: %s", self.url.netloc,
-                 parse_url(event.tc_url).redacted, event.description[:200])
+                 parse_tc_url(event.tc_url).redacted, event.description[:200])
         if self.follow_reconnect:
             for stream in self._streams.values():
                 if isinstance(stream, PublishStream):
@@ -647,7 +731,8 @@ def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
             config: SessionConfig | None = None,
             capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
             on_reconnect_request: ReconnectCallback | None = None,
-            follow_reconnect: bool = False) -> _Connect:
+            follow_reconnect: bool = False,
+            follow_reconnect_timeout: float = FOLLOW_RECONNECT_TIMEOUT) -> _Connect:
     """Connect to an RTMP server; ``await`` it, or use ``async with``.
 
     Opens TCP (TLS for ``rtmps://`` or when ``ssl`` is given: True for the
@@ -667,6 +752,10 @@ def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
     ``on_reconnect_request`` callable (plain or async, given the
     :class:`~rtmpx.events.ReconnectRequested`).  Whatever was advertised,
     a request sets :attr:`Client.reconnect_request`.
+    ``follow_reconnect_timeout`` is how long a stream that follows a
+    request keeps trying to reach the new server, 0.5 s, 1 s, 2 s, ...
+    apart, before a last attempt (a restarting server may take a while to
+    listen again); meanwhile its ``send_*`` wait.
 
     Raises :class:`ConnectionRejectedError`, :class:`TimeoutError`,
     :class:`ConnectionError` (refused or dropped) or
@@ -677,7 +766,8 @@ def connect(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None = None,
                           "complex_handshake": complex_handshake, "config": config,
                           "capabilities": capabilities,
                           "on_reconnect_request": on_reconnect_request,
-                          "follow_reconnect": follow_reconnect})
+                          "follow_reconnect": follow_reconnect,
+                          "follow_reconnect_timeout": follow_reconnect_timeout})
 
 
 async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
@@ -686,7 +776,8 @@ async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
                 config: SessionConfig | None,
                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
                 on_reconnect_request: ReconnectCallback | None = None,
-                follow_reconnect: bool = False) -> Client:
+                follow_reconnect: bool = False,
+                follow_reconnect_timeout: float = FOLLOW_RECONNECT_TIMEOUT) -> Client:
     u = parse_url(url) if isinstance(url, str) else url
     context = _resolve_ssl(u, ssl)
     advertised = capabilities
@@ -700,13 +791,15 @@ async def _open(url: str | RtmpURL, *, ssl: _ssl.SSLContext | bool | None,
                            complex_handshake=complex_handshake, capabilities=advertised)
     session.connect()  # sent as soon as the handshake is done
     client = Client(u, session, timeout=timeout, on_reconnect_request=on_reconnect_request,
-                    follow_reconnect=follow_reconnect)
+                    follow_reconnect=follow_reconnect,
+                    follow_reconnect_timeout=follow_reconnect_timeout)
     client._options = {  # to follow a reconnect request the way we came (TLS by the scheme)
         "ssl": ssl if isinstance(ssl, _ssl.SSLContext) else None, "timeout": timeout,
         "chunk_size": chunk_size, "flash_ver": flash_ver, "params": params,
         "complex_handshake": complex_handshake, "config": config,
         "capabilities": capabilities, "on_reconnect_request": on_reconnect_request,
-        "follow_reconnect": follow_reconnect}
+        "follow_reconnect": follow_reconnect,
+        "follow_reconnect_timeout": follow_reconnect_timeout}
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
@@ -740,7 +833,12 @@ class PublishStream:
     On a client made with ``follow_reconnect=True``, the stream follows the
     server's reconnect requests (see :mod:`rtmpx.client`): ``client`` is
     then the connection it moved to (closed with the stream) and
-    ``reconnects`` counts the moves.
+    ``reconnects`` counts the moves.  A move that cannot reach the new
+    server at once tries again, 0.5 s, 1 s, 2 s, ... apart, for
+    ``follow_reconnect_timeout`` seconds (see :func:`connect`); meanwhile
+    every ``send_*`` waits (the frame that started the move is sent
+    first, once there).  If it never gets there, the stream is closed and
+    every ``send_*`` raises the last error.
     """
 
     def __init__(self, client: Client, name: str, publish_type: str) -> None:
@@ -752,10 +850,15 @@ class PublishStream:
         self.reconnects = 0
         self.follow_reconnect = client.follow_reconnect
         self._closed = False
+        self._stopped = False                # close() was called
+        self._error: BaseException | None = None  # why a move failed
         self._request: float | None = None
         self._started: asyncio.Future[PublishStarted] = client._loop.create_future()
         self._move_to: str | None = None     # a reconnect request to follow
-        self._replay: dict[int, tuple[int, bytes]] = {}  # what a new server needs first
+        self._moving: asyncio.Future[None] | None = None  # done when a move is over
+        # what a new server needs first: the metadata, the header messages
+        self._metadata: tuple[int, bytes] | None = None
+        self._headers: HeaderReplay[tuple[int, int, bytes]] = HeaderReplay()
         self._video_sent = False
         self._own_client: Client | None = None  # the connection a move opened
 
@@ -801,52 +904,117 @@ class PublishStream:
         await self._sent()
 
     async def _follow(self, type_id: int, timestamp: int, data: bytes) -> bool:
-        """Keep what a new server needs first (metadata, sequence headers);
-        follow a pending reconnect request at a switch point: a video
-        keyframe, any message of a stream that sent no video, or anything
-        once the old connection is gone.  True when ``data`` is kept for
-        the move instead of sent now."""
-        if data.startswith(_METADATA_PREFIXES) if type_id == _DATA \
-                else is_sequence_header(type_id, data):
-            self._replay[type_id] = (timestamp, data)
-            return self._move_to is not None and self.client.closed  # the move sends it
-        if type_id == _VIDEO:
-            switch = is_video_keyframe(data)
-            self._video_sent = True
+        """Keep what a new server needs first (metadata, header messages);
+        follow a pending reconnect request at a switch point: a keyframe of
+        the primary video track, any message of a stream that sent no
+        video, or anything once the old connection is gone.  Waits while
+        another task moves the stream.  True when ``data`` was sent by the
+        move (a header message it replayed) instead of to be sent now."""
+        while self._moving is not None:
+            await asyncio.shield(self._moving)
+        switch = kept = False
+        if type_id == _DATA:
+            if data.startswith(_METADATA_PREFIXES):
+                self._metadata = (timestamp, data)
+                kept = True
         else:
-            switch = type_id == _AUDIO and not self._video_sent
+            tracks = classify(type_id, data)
+            keys = [(t.kind, t.track_id, t.header) for t in tracks if t.header]
+            if keys:
+                kept = self._headers.put(keys, (type_id, timestamp, data), len(data))
+            elif type_id == _VIDEO:
+                switch = any(t.keyframe and t.track_id == PRIMARY_TRACK for t in tracks)
+                self._video_sent = True
+            else:
+                switch = not self._video_sent
         if self._move_to is not None and (switch or self.client.closed):
             await self._move()
+            return kept  # a kept message went with the replay
         return False
 
     async def _move(self) -> None:
         """Follow the reconnect request: unpublish here, publish the same
-        name at the new URL, send the metadata and sequence headers again."""
+        name at the new URL (trying again for a while), send the metadata
+        and header messages again.  On failure the stream is closed with
+        the error, which is raised."""
         url, self._move_to = self._move_to, None
         assert url is not None
-        old = self.client
-        log.info("publishing %r: moving to %s as the server asked", self.name,
-                 parse_url(url).redacted)
-        old._forget(self, delete=True)  # FCUnpublish, deleteStream: the key is free again
-        self.stream_id = None
-        if not old._streams and not old._requests:
-            await old.close()  # before we come back: it may be the same server
-        new = await _open(url, **old._options)
-        self.client = new
+        moving = self._moving = self.client._loop.create_future()
         try:
-            await new._start_publish(self)
-        except BaseException:
-            await new.close()
+            target = parse_tc_url(url)
+            old = self.client
+            log.info("publishing %r: moving to %s as the server asked", self.name,
+                     target.redacted)
+            old._forget(self, delete=True)  # FCUnpublish, deleteStream: the key is free again
+            self.stream_id = None
+            if not old._streams and not old._requests:
+                await old.close()  # before we come back: it may be the same server
+            await self._reach(target, old._options)
+            self.reconnects += 1
+            sid = self._check()
+            session = self.client.session
+            if self._metadata is not None:
+                session.send_data(sid, *self._metadata)
+            for type_id, timestamp, data in self._headers:
+                if type_id == _VIDEO:
+                    session.send_video(sid, timestamp, data)
+                else:
+                    session.send_audio(sid, timestamp, data)
+            # written with the message that made us move, before any other
+            # sender (they wake up after this task's next wait)
+        except BaseException as exc:
+            self._move_failed(exc)
             raise
-        self._own_client = new
-        self.reconnects += 1
-        sid = self._check()
-        session = new.session
-        for type_id, send in ((_DATA, session.send_data), (_VIDEO, session.send_video),
-                              (_AUDIO, session.send_audio)):
-            if type_id in self._replay:
-                send(sid, *self._replay[type_id])
-        await self._sent()
+        finally:
+            self._moving = None
+            moving.set_result(None)
+
+    async def _reach(self, url: RtmpURL, options: dict[str, Any]) -> None:
+        """Connect to ``url`` and publish there, trying again with a backoff
+        (a restarting server is not listening yet) until
+        ``follow_reconnect_timeout`` has passed, then a last time; the last
+        error is raised.  Each attempt is bounded by the client's
+        ``timeout``."""
+        loop = self.client._loop
+        deadline = loop.time() + options.get("follow_reconnect_timeout",
+                                             FOLLOW_RECONNECT_TIMEOUT)
+        delay = 0.5
+        while True:
+            new: Client | None = None
+            try:
+                new = await _open(url, **options)
+                self._own_client = self.client = new
+                if self._stopped:
+                    raise RtmpError(f"publish stream {self.name!r} was closed")
+                self._closed = False  # a failed attempt closed it
+                await new._start_publish(self)
+                return
+            except (OSError, RtmpError, TimeoutError) as exc:
+                if new is not None:
+                    await new.close()
+                left = deadline - loop.time()
+                if self._stopped or left <= 0:
+                    raise
+                log.info("publishing %r: %s failed (%s): trying again in %.1f s", self.name,
+                         url.redacted, exc, min(delay, left))
+            await asyncio.sleep(min(delay, left))
+            delay *= 2
+
+    def _move_failed(self, exc: BaseException) -> None:
+        """A move failed: the stream is closed, every send raises ``exc``
+        (a ConnectionError if the move was cancelled)."""
+        error = exc if isinstance(exc, Exception) else ConnectionError(
+            f"publish stream {self.name!r}: following the reconnect request was cancelled")
+        if self._error is None and not self._stopped:
+            self._error = error
+            log.warning("publishing %r: could not follow the reconnect request: %s",
+                        self.name, error)
+        self._closed = True
+        _set_exception(self._started, error)
+        self.client._forget(self, delete=True)
+        own, self._own_client = self._own_client, None
+        if own is not None and not own.closed and not own._streams and not own._requests:
+            own._fail(ConnectionError("the publish stream that opened it failed to move"))
 
     async def send_frame(self, frame: Frame | _FrameLike) -> None:
         """Send a :class:`rtmpx.media.Frame` (or anything with ``kind``,
@@ -864,7 +1032,8 @@ class PublishStream:
 
     async def close(self) -> None:
         """Stop publishing: FCUnpublish and deleteStream (if still connected)."""
-        if self._closed:
+        self._stopped = True
+        if self._closed and self._own_client is None:
             return
         self._closed = True
         _set_exception(self._started, self._closed_error())
@@ -883,12 +1052,16 @@ class PublishStream:
 
     def _check(self) -> int:
         """The stream id, if the stream is open for sending."""
+        if self._error is not None:
+            raise self._error
         self.client._check_open()
         if self._closed or self.stream_id is None:
             raise self._closed_error()
         return self.stream_id
 
     def _closed_error(self) -> BaseException:
+        if self._error is not None:
+            return self._error
         if self.client.closed:
             return self.client._closed_error()
         return RtmpError(f"publish stream {self.name!r} is closed")

@@ -14,6 +14,11 @@ read tokens from it); the application is everything before it, so
 single path segment names only the application (``stream == ""``); a
 query there stays with the application (``rtmp://h/live?token=x`` has app
 ``live?token=x``, which servers split off again).
+
+A ``tcUrl`` (of ``connect``, or of a reconnect request) names an
+application only: :func:`parse_tc_url` takes its whole path as the
+application, so ``rtmp://h/app/instance`` keeps app ``app/instance``
+where :func:`parse_url` would read ``instance`` as a stream name.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 from .constants import DEFAULT_PORT, DEFAULT_TLS_PORT
 
-__all__ = ["RtmpURL", "parse_url", "resolve_url"]
+__all__ = ["RtmpURL", "parse_tc_url", "parse_url", "resolve_url"]
 
 _SCHEMES = {"rtmp": DEFAULT_PORT, "rtmps": DEFAULT_TLS_PORT}
 
@@ -87,6 +92,36 @@ def parse_url(url: str) -> RtmpURL:
     Raises :class:`ValueError` for another scheme, a missing host or
     application, user credentials, or a bad port.
     """
+    scheme, host, port, path = _split_url(url)
+    path, question, query = path.partition("?")
+    segments = path.split("/")
+    app_segments = segments if len(segments) == 1 else segments[:-1]
+    if not all(app_segments):
+        raise ValueError(f"an RTMP URL needs an application (no empty segments): {url!r}")
+    if len(segments) == 1:
+        app, stream = segments[0] + (question + query), ""
+    else:
+        app, stream = "/".join(app_segments), segments[-1] + (question + query)
+    return RtmpURL(scheme, host, port, app, stream)
+
+
+def parse_tc_url(url: str) -> RtmpURL:
+    """Parse a ``tcUrl``, ``rtmp[s]://host[:port]/app[/instance][?query]``:
+    the whole path, with the query, is the application (``stream`` is
+    ``""``); one trailing ``/`` is dropped.
+
+    Raises :class:`ValueError` as :func:`parse_url` does.
+    """
+    scheme, host, port, path = _split_url(url)
+    path, question, query = path.partition("?")
+    path = path.removesuffix("/")
+    if not path or not all(path.split("/")):
+        raise ValueError(f"a tcUrl needs an application (no empty segments): {url!r}")
+    return RtmpURL(scheme, host, port, path + question + query)
+
+
+def _split_url(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path?query)`` of an RTMP URL, checked up to the path."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in _SCHEMES:
@@ -99,16 +134,7 @@ def parse_url(url: str) -> RtmpURL:
     host, port = _split_authority(authority, _SCHEMES[scheme], url)
     if not slash:
         raise ValueError(f"an RTMP URL needs an application path: {url!r}")
-    path, question, query = path.partition("?")
-    segments = path.split("/")
-    app_segments = segments if len(segments) == 1 else segments[:-1]
-    if not all(app_segments):
-        raise ValueError(f"an RTMP URL needs an application (no empty segments): {url!r}")
-    if len(segments) == 1:
-        app, stream = segments[0] + (question + query), ""
-    else:
-        app, stream = "/".join(app_segments), segments[-1] + (question + query)
-    return RtmpURL(scheme, host, port, app, stream)
+    return scheme, host, port, path
 
 
 def resolve_url(base: str, reference: str) -> str:

@@ -834,3 +834,179 @@ async def test_without_follow_reconnect_a_publish_stays() -> None:
         await wait_for(lambda: client.reconnect_requested, 5)
         await stream.send_video(0, b"\x17\x01\x00\x00\x00key")   # a keyframe: no move
         assert stream.reconnects == 0 and stream.client is client and not client.closed
+
+
+async def test_a_move_keeps_an_application_of_two_segments() -> None:
+    """Review finding: following a reconnect request re-parsed its tcUrl (an
+    application URL) as a stream URL: a publish to ``live/instance/key``
+    asked to reconnect to the same server moved to app ``live``."""
+    from rtmpx.server import Server, StreamKey
+
+    from .peers import AVC_SEQ, avc_frame, wait_for
+
+    async with Server(port=0) as server, \
+            rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/instance/key",
+                          follow_reconnect=True) as client, \
+            await client.publish() as stream:
+        await stream.send_video(0, AVC_SEQ)
+        await stream.send_video(0, avc_frame(True, 0))
+        assert server.request_reconnect(("live/instance", "key"))   # this server again
+        await wait_for(lambda: client.reconnect_requested, 5)
+        await stream.send_video(40, avc_frame(True, 1))             # a keyframe: the move
+        assert stream.reconnects == 1
+        assert stream.client.session.app == "live/instance"
+        await wait_for(lambda: [k for k, ch in server.hub.channels.items() if ch.live]
+                       == [StreamKey("live/instance", "key")], 5)
+
+
+def test_the_header_replay_keeps_the_latest_per_key_bounded() -> None:
+    from rtmpx.client import HeaderReplay
+
+    replay: HeaderReplay[str] = HeaderReplay(max_keys=3, max_bytes=100)
+    assert replay.put([("video", 0, 1), ("video", 1, 1)], "both", 10)  # two tracks: once
+    assert replay.put([("audio", 0, 1)], "aac", 10)
+    assert list(replay) == ["both", "aac"] and replay.bytes == 20
+    assert replay.put([("video", 0, 1)], "v0", 10)  # newer for track 0: moves last
+    assert list(replay) == ["both", "aac", "v0"] and replay.bytes == 30
+    assert replay.put([("video", 1, 1)], "v1", 10)  # "both" is no one's latest: gone
+    assert list(replay) == ["aac", "v0", "v1"] and replay.bytes == 30
+    assert not replay.put([("video", 2, 1)], "v2", 10)   # a fourth key: not kept
+    assert not replay.put([("audio", 0, 1)], "big", 81)  # beyond the bytes: not kept,
+    assert list(replay) == ["v0", "v1"] and replay.bytes == 20  # the stale one dropped
+    assert replay.put([("audio", 0, 1)], "fits", 80) and replay.bytes == 100
+
+
+async def test_a_move_replays_every_track_header() -> None:
+    """Review finding: the replay after a move kept one header per message
+    type: a multitrack publisher reached the new server with one track's
+    sequence start, without its video Metadata or audio MultichannelConfig."""
+    from rtmpx.server import Server
+
+    from .peers import AAC_SEQ, sinks, wait_for
+
+    def track(track_id: int, packet_type: int, body: bytes) -> bytes:
+        # Enhanced video, Multitrack OneTrack: FrameType 1, then the track's packet type
+        return bytes([0x80 | 0x10 | 6, packet_type]) + b"hvc1" + bytes([track_id]) + body
+
+    keyframe = bytes([0x80 | 0x10 | 3]) + b"hvc1" + b"\x00\x00\x00\x02\x26\x01"
+    headers = [(9, track(0, 0, b"old config")), (9, track(1, 0, b"track 1")),
+               (9, track(0, 4, b"colorInfo")), (8, AAC_SEQ),
+               (8, bytes([0x90 | 4]) + b"Opus" + b"\x02\x01\x00\x00"),  # MultichannelConfig
+               (9, track(0, 0, b"new config"))]
+    async with Server(port=0) as first, Server(port=0) as second:
+        items: list[Any] = []
+
+        async def watch() -> None:
+            async with rtmpx.connect(f"rtmp://127.0.0.1:{second.port}/live/mt") as viewer:
+                async for item in viewer.play():
+                    items.append(item)
+
+        watcher = asyncio.create_task(watch())
+        await wait_for(lambda: sinks(second, "live/mt") == 1)
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{first.port}/live/mt",
+                                 follow_reconnect=True) as client:
+            stream = await client.publish()
+            for type_id, payload in headers:
+                await (stream.send_video if type_id == 9 else stream.send_audio)(0, payload)
+            await stream.send_video(0, keyframe)
+            first.request_reconnect(("live", "mt"), tc_url=f"rtmp://127.0.0.1:{second.port}/live")
+            await wait_for(lambda: client.reconnect_requested, 5)
+            await stream.send_video(40, keyframe)
+            assert stream.reconnects == 1
+            await stream.close()
+        await asyncio.wait_for(watcher, 10)
+    # each (kind, track, header kind) once, the newest last, then the keyframe
+    assert [bytes(i.payload) for i in items] == [p for _, p in headers[1:]] + [keyframe]
+
+
+async def test_a_publish_follows_a_restart_of_its_server() -> None:
+    """Review finding: Server.close() asks clients to reconnect to its own
+    address (a restart); the stream moved at its next keyframe while the
+    server was still closing, was refused, and died (stream_id None, the
+    keyframe lost).  Now it tries again while its senders wait: the server
+    started on the same port a second later gets every frame from that
+    keyframe on, video and audio (sent by two tasks)."""
+    from rtmpx.server import Server
+
+    from .peers import AAC_SEQ, AVC_SEQ, aac_frame, avc_frame, wait_for
+
+    def numbers(items: list[Any], kind: str) -> list[int]:
+        offset = 5 if kind == "video" else 2
+        return [int.from_bytes(bytes(f.payload)[offset:offset + 4], "big") for f in items
+                if isinstance(f, Frame) and f.kind == kind and not f.is_sequence_header]
+
+    async def take(server: Server, into: list[Any]) -> None:
+        async for incoming in server.publishes():
+            async for item in incoming:
+                into.append(item)
+            return
+
+    first = Server(port=0)
+    await first.start()
+    port = first.port
+    on_first: list[Any] = []
+    on_second: list[Any] = []
+    takers = [asyncio.create_task(take(first, on_first))]
+    await asyncio.sleep(0.05)
+    client = await rtmpx.connect(f"rtmp://127.0.0.1:{port}/live/restart",
+                                 follow_reconnect=True)
+    stream = await client.publish()
+    await stream.send_video(0, AVC_SEQ)
+    await stream.send_audio(0, AAC_SEQ)
+
+    async def video(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            await stream.send_video(40 * i, avc_frame(i % 5 == 0, i))
+            await asyncio.sleep(0.01)
+
+    async def audio(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            await stream.send_audio(40 * i + 1, aac_frame(i))
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(video(0, 8), audio(0, 8))
+    closing = asyncio.create_task(first.close())   # to this address again
+    await wait_for(lambda: client.reconnect_requested, 5)
+
+    async def restart() -> Server:
+        await closing
+        await asyncio.sleep(1.0)
+        second = Server(port=port)
+        await second.start()
+        takers.append(asyncio.create_task(take(second, on_second)))
+        return second
+
+    restarting = asyncio.create_task(restart())
+    await asyncio.gather(video(8, 40), audio(8, 40))   # keyframe 10 moves the stream
+    second = await restarting
+    assert stream.reconnects == 1 and stream.client.url.port == port
+    await stream.close()
+    await asyncio.wait_for(takers[1], 10)
+    await second.close()
+    await client.close()
+    await asyncio.gather(*takers)
+    assert numbers(on_first, "video") == list(range(10))
+    assert numbers(on_second, "video") == list(range(10, 40))   # from the switch keyframe
+    assert numbers(on_first, "audio") + numbers(on_second, "audio") == list(range(40))
+    assert [f.is_sequence_header for f in on_second if isinstance(f, Frame)][:2] == [True] * 2
+
+
+async def test_a_move_that_never_reaches_the_new_server_closes_the_stream() -> None:
+    from rtmpx.server import Server
+
+    from .peers import aac_frame, avc_frame, wait_for
+
+    async with Server(port=0) as server, \
+            rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live/gone", follow_reconnect=True,
+                          follow_reconnect_timeout=1.2) as client, \
+            await client.publish() as stream:
+        server.request_reconnect(("live", "gone"), tc_url=f"rtmp://127.0.0.1:{free_port()}/x")
+        await wait_for(lambda: client.reconnect_requested, 5)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError) as raised:
+            await stream.send_video(0, avc_frame(True, 0))
+        assert 1.0 <= time.monotonic() - started < 5.0   # tried again, for the time given
+        assert stream.closed
+        with pytest.raises(ConnectionError) as again:
+            await stream.send_audio(0, aac_frame(0))     # every send: the same error
+        assert again.value is raised.value

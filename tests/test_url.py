@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtmpx.url import RtmpURL, parse_url, resolve_url
+from rtmpx.url import RtmpURL, parse_tc_url, parse_url, resolve_url
 
 GOOD = [
     ("rtmp://example.com/live/key",
@@ -105,3 +105,28 @@ def test_str_and_validation() -> None:
 ])
 def test_references_resolve_against_a_tc_url(base: str, reference: str, expected: str) -> None:
     assert resolve_url(base, reference) == expected
+
+
+@pytest.mark.parametrize(("url", "app", "tc_url"), [
+    ("rtmp://h/live", "live", "rtmp://h:1935/live"),
+    ("rtmp://h/live/", "live", "rtmp://h:1935/live"),
+    ("rtmp://h:1936/live/instance", "live/instance", "rtmp://h:1936/live/instance"),
+    ("rtmp://h/a/b/c/", "a/b/c", "rtmp://h:1935/a/b/c"),
+    ("rtmps://[::1]/live/instance?token=x", "live/instance?token=x",
+     "rtmps://[::1]:443/live/instance?token=x"),
+])
+def test_a_tc_url_is_all_application(url: str, app: str, tc_url: str) -> None:
+    """Review finding: a reconnect request's tcUrl was parsed as a stream URL,
+    so ``rtmp://h/live/instance`` lost ``instance``."""
+    u = parse_tc_url(url)
+    assert (u.app, u.stream, u.tc_url) == (app, "", tc_url)
+    assert "?" not in u.redacted
+    assert parse_tc_url(u.tc_url) == u  # a session's tc_url round-trips
+
+
+@pytest.mark.parametrize("url", ["http://h/live", "rtmp://h", "rtmp://h/", "rtmp://h//",
+                                 "rtmp://h/a//b", "rtmp://h//a", "rtmp://h/?q",
+                                 "rtmp://u@h/live", "rtmp://h:0/live"])
+def test_bad_tc_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_tc_url(url)

@@ -11,8 +11,13 @@
   reconnect requests (Enhanced RTMP; it advertises capsEx Reconnect): it
   pushes there up to the next keyframe, unpublishes, and pushes to the
   ``tcUrl`` the upstream named (or the same one) from that keyframe on,
-  metadata and sequence headers first (if the upstream closes first, it
-  moves at once and resumes at the latest keyframe).
+  the metadata and header messages it had sent first, then every message
+  queued since (it keeps queuing while it reconnects, and keeps trying
+  with backoff if the new upstream is not there yet).  If the upstream
+  closes first, it moves at once and resumes at a keyframe: the GOP
+  cache's, or the queue's next when the cache holds none.
+* Logs show upstream and origin URLs without their query strings (which
+  may carry a token).
 * Pull: when a player asks for a key that has no local publisher, a
   :class:`Puller` plays the stream from the origin (``rtmp://origin/app``)
   and publishes it here.  It follows the origin across unpublish and
@@ -23,18 +28,19 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from ..client import Client, PublishStream, connect
+from ..client import Client, HeaderReplay, PublishStream, connect
 from ..errors import RtmpError
 from ..events import Metadata, ReconnectRequested
-from ..url import parse_url
+from ..url import RtmpURL, parse_tc_url, parse_url
 from .hooks import Request, TaskSet
-from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
+from .hub import AUDIO, DATA, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
 
 __all__ = ["MAX_BACKOFF", "Puller", "Pusher", "Relays", "push_targets"]
 
@@ -62,6 +68,13 @@ def push_targets(push: Sequence[Any]) -> list[tuple[str | None, str]]:
     return targets
 
 
+class _Start(enum.Enum):
+    """How a push starts on the upstream a reconnect request sent it to."""
+
+    REPLAY = "replay"   # at a switch point: the metadata and headers sent, then the queue
+    RESUME = "resume"   # at a keyframe: the GOP cache's, else the queue's next
+
+
 class Pusher:
     """Republishes one publication to one upstream server (a follower)."""
 
@@ -71,10 +84,15 @@ class Pusher:
         self.channel = publication.channel
         self.name = publication.key.name
         self.url = url
+        self._target: RtmpURL = parse_url(url)
         self.max_bytes = max_bytes
         self.queue: deque[Packet] = deque()   # everything from the start, until connected
         self.queued_bytes = 0
-        self.resync = False           # True: restart from the GOP cache
+        self.resync = False           # True: behind, restart from the GOP cache
+        self._start_as: _Start | None = None  # after a move, until the new upstream has it
+        self._skip = False            # drop queued frames up to the next keyframe
+        self._sent_metadata: Packet | None = None   # what the upstream has, to replay
+        self._sent: HeaderReplay[Packet] = HeaderReplay()
         self.ended = False
         self.connected = False
         self.messages_sent = 0
@@ -87,7 +105,12 @@ class Pusher:
         self.task = tasks.spawn(self._run())
 
     def __repr__(self) -> str:
-        return f"<Pusher {self.publication.key} -> {self.url}>"
+        return f"<Pusher {self.publication.key} -> {self.where}>"
+
+    @property
+    def where(self) -> str:
+        """The upstream URL without its query strings (which may carry a token)."""
+        return self._target.redacted
 
     # -- the Subscriber contract --------------------------------------------------------
 
@@ -99,7 +122,7 @@ class Pusher:
             return  # the GOP cache will bring us up to date
         if self.queued_bytes > self.max_bytes:
             log.warning("push %s -> %s behind: restarting at a keyframe", self.publication.key,
-                        self.url)
+                        self.where)
             self._clear()
             self.resync = True
         else:
@@ -122,68 +145,96 @@ class Pusher:
         self._move_to = event.tc_url
         self.reconnect_requests += 1
         log.info("push %s -> %s: the upstream asks us to reconnect to %s (%s): moving at the "
-                 "next keyframe", self.publication.key, parse_url(self.url).redacted,
-                 parse_url(event.tc_url).redacted, event.description[:200])
+                 "next keyframe", self.publication.key, self.where,
+                 parse_tc_url(event.tc_url).redacted, event.description[:200])
         self._wakeup.set()
 
-    def _follow(self) -> None:
-        """Push to where the reconnect request said, from the GOP cache (which
-        starts at the keyframe we stopped at, or a later one)."""
+    def _follow(self, *, switch: bool) -> None:
+        """Push to where the reconnect request said (a ``tcUrl``: its whole
+        path is the application).  At a ``switch`` point the queue starts
+        at it: the new upstream gets what this one was sent of metadata and
+        headers, then the queue; else it resumes at a keyframe."""
         assert self._move_to is not None
         self.url, self._move_to = self._move_to, None
+        self._target = parse_tc_url(self.url)
         self.connected = False
-        self.resync = True
+        self._start_as = _Start.REPLAY if switch else _Start.RESUME
         self.reconnects += 1
 
     async def _run(self) -> None:
         backoff = 1.0
         while True:
             try:
-                async with connect(self.url, on_reconnect_request=self._reconnect_requested) \
-                        as client:
+                async with connect(self._target,
+                                   on_reconnect_request=self._reconnect_requested) as client:
                     stream = await client.publish(self.name)
                     self.connected = True
                     backoff = 1.0
-                    log.info("pushing %s to %s", self.publication.key,
-                             parse_url(f"{self.url.rstrip('/')}/{self.name}").redacted)
+                    log.info("pushing %s to %s/%s", self.publication.key, self.where, self.name)
                     await self._forward(stream)
                     await stream.close()
                 if self._move_to is None or self.ended:
                     return
-                self._follow()  # at a keyframe: straight on to the new upstream
+                self._follow(switch=True)  # at a keyframe: straight on to the new upstream
                 continue
             except (OSError, RtmpError, TimeoutError) as exc:
                 if self.ended:
                     log.warning("push %s -> %s failed after the publish ended: %s",
-                                self.publication.key, self.url, exc)
+                                self.publication.key, self.where, exc)
                     return
                 if self._move_to is not None:  # the upstream closed first: move now
                     log.info("push %s -> %s ended (%s): moving as asked", self.publication.key,
-                             parse_url(self.url).redacted, exc)
-                    self._follow()
+                             self.where, exc)
+                    self._follow(switch=False)
                     continue
                 log.warning("push %s -> %s failed: %s; retry in %.0f s", self.publication.key,
-                            self.url, exc, backoff)
+                            self.where, exc, backoff)
             self.connected = False
-            self.resync = True
+            if self._start_as is None:  # broken mid-stream: resume at a keyframe
+                self.resync = True
+            # else a move whose new upstream is not there yet: keep queuing
             self.reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
+    async def _start(self, stream: PublishStream) -> None:
+        """What a new upstream connection gets first (see :class:`_Start`)."""
+        start, self._start_as = self._start_as, None
+        if start is None or self.resync:
+            return  # the queue from the start, or the GOP cache (behind)
+        if start is _Start.RESUME:
+            startup = list(self.channel.startup())
+            if any(not p.header for p in startup):
+                self._clear()  # a GOP cache: from its keyframe, and live from there
+                for packet in startup:
+                    await self._send(stream, packet)
+                return
+            self._skip = self._video_sent  # none: the queue from its next keyframe
+        if self._sent_metadata is not None:
+            await self._send(stream, self._sent_metadata)
+        for packet in list(self._sent):
+            await self._send(stream, packet)
+
     async def _forward(self, stream: PublishStream) -> None:
+        await self._start(stream)
         while True:
             if self.resync and not self.ended:
                 self._clear()
-                self.resync = False
+                self.resync = self._skip = False
                 for packet in list(self.channel.startup()):
                     await self._send(stream, packet)
             while self.queue:
                 packet = self.queue[0]
                 if self._moving and (packet.keyframe or not self._video_sent):
                     return  # a switch point: the rest goes to the new upstream
-                self.queue.popleft()
-                self.queued_bytes -= len(packet.payload) + PACKET_OVERHEAD
+                if self._skip:
+                    if packet.keyframe:
+                        self._skip = False
+                    elif packet.type_id != DATA and not packet.header:
+                        self._pop(packet)  # a frame before the keyframe we resume at
+                        continue
                 await self._send(stream, packet)
+                self._pop(packet)  # once sent: a failed send leaves it for the next upstream
                 if self.resync:
                     break
             if self.ended and not self.queue:
@@ -193,6 +244,11 @@ class Pusher:
             if not self.queue and not self.resync:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+
+    def _pop(self, packet: Packet) -> None:
+        if self.queue and self.queue[0] is packet:  # not cleared meanwhile (behind)
+            self.queue.popleft()
+            self.queued_bytes -= len(packet.payload) + PACKET_OVERHEAD
 
     @property
     def _moving(self) -> bool:
@@ -211,6 +267,10 @@ class Pusher:
         else:
             await stream.send_data(packet.timestamp, packet.payload)
         self.messages_sent += 1
+        if packet.metadata is not None:  # what a new upstream gets first after a move
+            self._sent_metadata = packet
+        elif packet.headers:
+            self._sent.put(packet.headers, packet, len(packet.payload))
 
 
 class Puller:
@@ -230,11 +290,16 @@ class Puller:
         self.task = relays.tasks.spawn(self._run())
 
     def __repr__(self) -> str:
-        return f"<Puller {self.key} from {self.url}>"
+        return f"<Puller {self.key} from {self.where}>"
+
+    @property
+    def where(self) -> str:
+        """The origin URL without its query strings (which may carry a token)."""
+        return parse_url(self.url).redacted
 
     @property
     def peer(self) -> str:
-        return f"pull:{self.url}"
+        return f"pull:{self.where}"
 
     def pause(self) -> None:
         self._running.clear()
@@ -275,7 +340,7 @@ class Puller:
                                 backoff = min(backoff * 2, MAX_BACKOFF)
                 except (OSError, RtmpError, TimeoutError) as exc:
                     log.warning("pull %s from %s failed: %s; retry in %.0f s", self.key,
-                                self.url, exc, backoff)
+                                self.where, exc, backoff)
                     self._end("pull failed")
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)

@@ -5,6 +5,7 @@ pull from nginx-rtmp as an edge."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from rtmpx.events import Metadata
 from rtmpx.server import HubLimits, Server, StreamKey
 
 from ..peers import (
+    AAC_SEQ,
     Sample,
+    aac_frame,
     coded,
     ffmpeg_exe,
     free_port,
@@ -390,3 +393,108 @@ async def play_into(url: str, items: list[Any]) -> None:
     async with rtmpx.connect(url) as client:
         async for item in client.play():
             items.append(item)
+
+
+async def publish_audio(url: str, frames: int, *, interval: float = 0.01) -> None:
+    """Metadata, the AAC sequence header and ``frames`` numbered AAC frames."""
+    async with rtmpx.connect(url, timeout=10) as client, await client.publish() as stream:
+        await stream.send_metadata({"audiocodecid": 10.0})
+        await stream.send_audio(0, AAC_SEQ)
+        for i in range(frames):
+            await stream.send_audio(40 * i, aac_frame(i))
+            await asyncio.sleep(interval)
+
+
+def audio_numbers(items: list[Any]) -> list[int]:
+    return [int.from_bytes(bytes(i.payload)[2:6], "big") for i in items
+            if not isinstance(i, Metadata) and i.kind == "audio" and not i.is_sequence_header]
+
+
+@pytest.mark.parametrize("case", ["video", "audio only", "upstream closes first"])
+async def test_a_push_follows_a_reconnect_request_without_a_gop_cache(case: str) -> None:
+    """Review finding: following a reconnect request, the push dropped what
+    came while it reconnected and rebuilt from the GOP cache: with none (a
+    GOP over max_gop_entries, or audio only) the frames from the switch
+    point until the new publish started were lost.  Now it keeps its queue
+    from the switch point (or resumes at the queue's next keyframe when the
+    upstream went first) and sends what the upstream had of metadata and
+    headers first.  The new upstream takes 0.5 s to accept a connection."""
+    audio_only = case == "audio only"
+
+    async def slow(request: Any) -> bool:
+        await asyncio.sleep(0.5)
+        return True
+
+    async with Server(port=0, on_connect=slow) as second:
+        first = Server(port=0, reconnect_grace=0.0 if case == "upstream closes first" else 10.0)
+        await first.start()
+        async with Server(port=0, limits=HubLimits(max_gop_entries=1),
+                          push=[f"rtmp://127.0.0.1:{first.port}/live"]) as edge:
+            on_first: list[Any] = []
+            on_second: list[Any] = []
+            watchers = [asyncio.create_task(play_into(f"rtmp://127.0.0.1:{s.port}/live/nogop",
+                                                      items))
+                        for s, items in ((first, on_first), (second, on_second))]
+            await wait_for(lambda: sinks(second, "live/nogop") == sinks(first, "live/nogop") == 1)
+            url = f"rtmp://127.0.0.1:{edge.port}/live/nogop"
+            publisher = asyncio.create_task(
+                publish_audio(url, 150) if audio_only
+                else publish_frames(url, 150, keyint=10, interval=0.01))
+            await wait_for(lambda: messages_in(first, "live/nogop") > 40, 10)
+            await first.close(reconnect_tc_url=f"rtmp://127.0.0.1:{second.port}/live")
+            await publisher
+            await asyncio.wait_for(asyncio.gather(*watchers), 20)
+    assert isinstance(on_second[0], Metadata)
+    assert any(not isinstance(f, Metadata) and f.is_sequence_header for f in on_second[1:3])
+    numbers = audio_numbers(on_second) if audio_only else frame_numbers(on_second)
+    assert numbers == list(range(numbers[0], 150))   # nothing lost after the switch
+    if not audio_only:
+        frames = [f for f in on_second if not isinstance(f, Metadata) and f.kind == "video"
+                  and coded(f)]
+        assert frames[0].is_keyframe and numbers[0] % 10 == 0
+    before = audio_numbers(on_first) if audio_only else frame_numbers(on_first)
+    if case != "upstream closes first":   # and nothing before it: the first had the rest
+        assert before + numbers == list(range(150))
+    else:   # it resumed at the next keyframe after what reached the first (give or take
+        assert numbers[0] <= before[-1] + 20   # the frames lost with the connection)
+
+
+async def test_relays_log_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    """Review finding: the push relay logged its upstream URLs whole, tokens
+    included; the README says the relays log URLs without query strings."""
+    caplog.set_level(logging.DEBUG, logger="rtmpx")
+    async with Server(port=0) as upstream, \
+            Server(port=0, push=[f"rtmp://127.0.0.1:{free_port()}/live?token=SECRET0",
+                                 f"rtmp://127.0.0.1:{upstream.port}/live?token=SECRET1"],
+                   pull=f"rtmp://127.0.0.1:{free_port()}/live?token=SECRET2") as edge:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{edge.port}/live/tok", 150, keyint=10, interval=0.01))
+        await wait_for(lambda: live(upstream, "live/tok"))
+        pushers = edge.relays.pushers[StreamKey("live", "tok")]
+        assert upstream.request_reconnect(
+            ("live", "tok"), tc_url=f"rtmp://127.0.0.1:{upstream.port}/live?token=SECRET3")
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{edge.port}/live") as client:
+            await client.play("pulled")                      # a pull that fails
+            await wait_for(lambda: "retry in" in caplog.text and pushers[1].reconnects > 0
+                           and edge.relays.pullers, 10)
+            shown = [repr(p) for p in pushers] + [repr(p) + p.peer
+                                                  for p in edge.relays.pullers.values()]
+        await publisher
+    assert "push live/tok" in caplog.text and "pull live/pulled" in caplog.text
+    assert "SECRET" not in caplog.text and "SECRET" not in "".join(shown)
+
+
+async def test_a_push_follows_a_reconnect_request_to_an_application_of_two_segments() -> None:
+    """Review finding: the push re-parsed the tcUrl it was sent to as a stream
+    URL: ``rtmp://h/live/instance`` became app ``live``."""
+    async with Server(port=0) as second, Server(port=0) as first, \
+            Server(port=0, push=[f"rtmp://127.0.0.1:{first.port}/live"]) as edge:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{edge.port}/live/two", 100, keyint=10, interval=0.01))
+        await wait_for(lambda: live(first, "live/two"))
+        first.request_reconnect(("live", "two"),
+                                tc_url=f"rtmp://127.0.0.1:{second.port}/live/instance")
+        await wait_for(lambda: [k for k, c in second.hub.channels.items() if c.live], 10)
+        assert [k for k, c in second.hub.channels.items() if c.live] \
+            == [StreamKey("live/instance", "two")]
+        await publisher
