@@ -554,8 +554,14 @@ class Connection(asyncio.Protocol):
         self._established()
         self._active = time.monotonic()
         log.info("%s connected to app %r", self.peer, event.app)
-        for later in self.session.accept_connect():  # commands sent while we decided
-            self._event(later)
+        try:
+            later = self.session.accept_connect()  # commands sent while we decided
+        except ProtocolError as exc:
+            limit_hit("protocol", self.peer, str(exc)[:200])
+            self.abort()
+            return
+        for held in later:
+            self._event(held)
 
     def _over_limits(self) -> tuple[str, str]:
         """The limit an established connection more would break, and the

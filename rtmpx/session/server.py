@@ -229,7 +229,9 @@ class ServerSession(Session):
 
         Returns the events of the commands the client sent while the
         connect was pending (clients may send createStream, releaseStream
-        or FCPublish without waiting): they are processed now, in order."""
+        or FCPublish without waiting): they are processed now, in order.
+        Raises :class:`~rtmpx.ProtocolError` if one of them broke the
+        protocol: the session is then dead, as after bad input."""
         self._connection_input(ConnectionInput.ACCEPT, local=True, name="accept_connect()")
         cfg = self.config
         self.set_window_ack_size(cfg.window_ack_size)
@@ -247,8 +249,12 @@ class ServerSession(Session):
                 props.setdefault(key, value)
         self._command(0, "_result", self._connect_txn, props, reply)
         deferred, self._deferred = self._deferred, []
-        for command in deferred:
-            self._on_command(*command)
+        try:
+            for command in deferred:
+                self._on_command(*command)
+        except ProtocolError as exc:
+            self._failed = exc
+            raise
         return self._take_events()
 
     def reject_connect(self, description: str = "Connection rejected.",

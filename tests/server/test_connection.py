@@ -582,6 +582,26 @@ async def test_one_flooding_address_cannot_push_out_other_addresses() -> None:
             sock.close()
 
 
+async def test_a_bad_command_held_during_connect_is_a_protocol_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by fuzzing: it was logged as an internal error, with a traceback."""
+    async with Server(port=0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x03" + bytes(1536))
+        await asyncio.wait_for(reader.readexactly(3073), 5)
+        w = ChunkWriter()
+        writer.write(bytes(1536) + w.encode(Message(20, amf.dumps_all(
+            ["connect", 1.0, {"app": "live"}]), 0, 0, 3)) + w.encode(Message(20, amf.dumps_all(
+                ["play", 0.0, None, "k"]), 0, 5, 8)))
+        while await asyncio.wait_for(reader.read(65536), 5):
+            pass  # the server hangs up
+        writer.close()
+        async with rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live", timeout=5):
+            pass
+    assert not any("error while deciding" in r.getMessage() for r in caplog.records)
+    assert any("limit protocol" in r.getMessage() for r in caplog.records)
+
+
 async def test_per_address_cap_on_established_connections() -> None:
     async with Server(port=0, max_connections_per_ip=1) as server:
         first = await RawPeer(server.port, source="127.0.0.1").open()

@@ -266,6 +266,22 @@ def test_names_are_bounded(where: str) -> None:
         server.receive_data(w.encode(command("publish", 0, None, long, "live", stream_id=1)))
 
 
+def test_a_held_command_that_breaks_the_protocol_kills_the_session() -> None:
+    """Found by fuzzing (corpus find-deferred-play-before-create): a play on
+    a stream never created, held while the application decided, raised
+    from accept_connect() but left the session alive."""
+    pair = Pair()
+    pair.pump()
+    w = ChunkWriter()
+    server = pair.server
+    server.receive_data(w.encode(command("connect", 1, {"app": "live"}))
+                        + w.encode(command("play", 0, None, "k", stream_id=5)))
+    with pytest.raises(ProtocolError):
+        server.accept_connect()
+    with pytest.raises(ProtocolError, match="already failed"):
+        server.receive_data(w.encode(command("createStream", 2, None)))
+
+
 def test_commands_held_then_connect_rejected_are_dropped() -> None:
     pair = Pair()
     pair.pump()
