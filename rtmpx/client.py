@@ -55,9 +55,9 @@ import dataclasses
 import inspect
 import logging
 import ssl as _ssl
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar, cast
 
 from . import amf
 from .constants import MessageType as MT
@@ -80,7 +80,7 @@ from .events import (
     StreamFailed,
     VideoData,
 )
-from .media import PRIMARY_TRACK, classify
+from .media import MAX_HEADERS, PRIMARY_TRACK, HeaderReplay, classify
 from .pacing import Pacer
 from .session import ClientSession, ConnectionState, SessionConfig
 from .session.capabilities import DEFAULT_CAPABILITIES, Capabilities, CapsEx
@@ -114,7 +114,7 @@ FOLLOW_RECONNECT_TIMEOUT = 15.0
 
 #: What a :class:`HeaderReplay` holds at most: keys (``(kind, track id,
 #: header kind)``), and bytes.
-MAX_REPLAY_KEYS = 64
+MAX_REPLAY_KEYS = MAX_HEADERS
 MAX_REPLAY_BYTES = 1024 * 1024
 
 _T = TypeVar("_T")
@@ -148,69 +148,6 @@ def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.exception()
 
 
-class _Held(Generic[_T]):
-    __slots__ = ("item", "refs", "size")
-
-    def __init__(self, item: _T, size: int) -> None:
-        self.item = item
-        self.size = size
-        self.refs = 0
-
-
-class HeaderReplay(Generic[_T]):
-    """What a new server needs before the first frame of a stream that
-    moves there: the latest header message of each ``(kind, track id,
-    header kind)`` (the keys :func:`rtmpx.media.classify` gives: sequence
-    headers, video Metadata, audio MultichannelConfig, per track), as a
-    relay's channel keeps them for late joiners.
-
-    Iterating gives the distinct messages in the order they came (a newer
-    one for a key moves last; one that carries several tracks is kept
-    under each of their keys and comes once).  Bounded: at most
-    ``max_keys`` keys and ``max_bytes`` bytes; a message beyond them is not
-    kept (the one it replaces is dropped all the same: a new server is
-    better off without a configuration than with a stale one).
-    """
-
-    def __init__(self, max_keys: int = MAX_REPLAY_KEYS,
-                 max_bytes: int = MAX_REPLAY_BYTES) -> None:
-        self.max_keys = max_keys
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._keys: dict[tuple[str, int, int], _Held[_T]] = {}
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __iter__(self) -> Iterator[_T]:
-        seen: set[int] = set()
-        for held in self._keys.values():
-            if id(held) not in seen:
-                seen.add(id(held))
-                yield held.item
-
-    def put(self, keys: Iterable[tuple[str, int, int]], item: _T, size: int) -> bool:
-        """Keep ``item`` (``size`` bytes) as the latest of each of ``keys``;
-        whether it was kept (under at least one of them)."""
-        keys = tuple(dict.fromkeys(keys))  # each key once
-        for key in keys:
-            old = self._keys.pop(key, None)
-            if old is not None:
-                old.refs -= 1
-                if not old.refs:
-                    self.bytes -= old.size
-        if self.bytes + size > self.max_bytes:
-            return False
-        held = _Held(item, size)
-        for key in keys:
-            if len(self._keys) >= self.max_keys:
-                break
-            self._keys[key] = held
-            held.refs += 1
-        if not held.refs:
-            return False
-        self.bytes += size
-        return True
 
 
 class _FrameLike(Protocol):

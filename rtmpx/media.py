@@ -90,9 +90,9 @@ per Enhanced RTMP v2, a "silence" signal: it too gives an unknown frame
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final, Literal, NamedTuple, TypeAlias
+from typing import Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 from .errors import ProtocolError
 
@@ -111,6 +111,7 @@ __all__ = [
     "HEADER_SEQUENCE",
     "INTER_FRAME",
     "KEY_FRAME",
+    "MAX_HEADERS",
     "PRIMARY_TRACK",
     "VIDEO_CODED_FRAMES",
     "VIDEO_CODED_FRAMES_X",
@@ -124,6 +125,7 @@ __all__ = [
     "AVCConfig",
     "AudioFormat",
     "Frame",
+    "HeaderReplay",
     "Track",
     "TrackInfo",
     "aac_config",
@@ -214,6 +216,81 @@ _AUDIO_FOURCC: Final[dict[bytes, tuple[str, bytes, bool]]] = {
     b"mp4a": ("aac", b"mp4a", False),
     b".mp3": ("mp3", b".mp3", False),
 }
+
+
+#: Header keys a :class:`HeaderReplay` holds at most (real streams have a
+#: few: 2 kinds x tracks x 3 header kinds).
+MAX_HEADERS: Final = 64
+
+_T = TypeVar("_T")
+
+
+class _Held(Generic[_T]):
+    __slots__ = ("item", "refs", "size")
+
+    def __init__(self, item: _T, size: int) -> None:
+        self.item = item
+        self.size = size
+        self.refs = 0
+
+
+class HeaderReplay(Generic[_T]):
+    """The headers a decoder needs before the first frame: the latest
+    header message of each ``(kind, track id, header kind)`` (the keys
+    :func:`classify` gives: sequence headers, video Metadata, audio
+    MultichannelConfig, per track).  What a relay's channel keeps for late
+    joiners, an ingest stream across a cut, and a moving publisher sends
+    to its new server.
+
+    Iterating gives the distinct messages in the order they came (a newer
+    one for a key moves last; one that carries several tracks is kept
+    under each of their keys and comes once).  Bounded: at most
+    ``max_keys`` keys and ``max_bytes`` bytes; a message beyond them is not
+    kept (the one it replaces is dropped all the same: a new server is
+    better off without a configuration than with a stale one).
+    """
+
+    def __init__(self, max_keys: int = MAX_HEADERS,
+                 max_bytes: int = 1024 * 1024) -> None:
+        self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._keys: dict[Hashable, _Held[_T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[_T]:
+        seen: set[int] = set()
+        for held in self._keys.values():
+            if id(held) not in seen:
+                seen.add(id(held))
+                yield held.item
+
+    def put(self, keys: Iterable[Hashable], item: _T, size: int,
+            max_bytes: int | None = None) -> bool:
+        """Keep ``item`` (``size`` bytes) as the latest of each of ``keys``;
+        whether it was kept (under at least one of them).  ``max_bytes``
+        lowers the byte bound for this call (a memory budget's room)."""
+        keys = tuple(dict.fromkeys(keys))  # each key once
+        for key in keys:
+            old = self._keys.pop(key, None)
+            if old is not None:
+                old.refs -= 1
+                if not old.refs:
+                    self.bytes -= old.size
+        if self.bytes + size > min(self.max_bytes, max_bytes or self.max_bytes):
+            return False
+        held = _Held(item, size)
+        for key in keys:
+            if len(self._keys) >= self.max_keys:
+                break
+            self._keys[key] = held
+            held.refs += 1
+        if not held.refs:
+            return False
+        self.bytes += size
+        return True
 
 
 class Track(NamedTuple):

@@ -29,10 +29,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
-from ..media import PRIMARY_TRACK, classify
+from ..media import MAX_HEADERS, PRIMARY_TRACK, HeaderReplay, classify
 from .limits import MemoryBudget
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "Publisher",
     "StreamKey",
     "Subscriber",
-    "keep_header",
 ]
 
 log = logging.getLogger("rtmpx.server")
@@ -60,9 +59,6 @@ HeaderKey = tuple[str, int, int]
 
 AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
 
-#: Header packets a channel keeps for late joiners (one per kind, track and
-#: header kind: 2 kinds x 256 tracks x 3 would be 1536; real streams have a few).
-MAX_HEADERS = 64
 
 #: Bytes a buffered packet is charged on top of its payload (the Python
 #: objects that carry it), so that queues of tiny messages are bounded too.
@@ -112,29 +108,6 @@ class HubLimits:
     max_gop_bytes: int = 32 * 1024 * 1024
     max_gop_entries: int = 10_000
     max_header_bytes: int = 1024 * 1024
-
-
-T = TypeVar("T")
-
-
-def keep_header(headers: dict[Any, T], keys: tuple[Any, ...], item: T,
-                size: Callable[[T], int], max_bytes: int) -> tuple[dict[Any, T], int] | None:
-    """``headers`` (the latest header of each key, in the order they came)
-    with ``item`` as the header of each of ``keys`` (moved last), and the
-    bytes of its distinct items; None if that would be more than
-    :data:`MAX_HEADERS` keys or ``max_bytes`` bytes (the item is not kept)."""
-    new = dict(headers)
-    for key in keys:
-        new.pop(key, None)
-        new[key] = item
-    if len(new) > MAX_HEADERS:
-        return None
-    total = sum(size(x) for x in {id(x): x for x in new.values()}.values())
-    return (new, total) if total <= max_bytes else None
-
-
-def _packet_size(packet: Packet) -> int:
-    return len(packet.payload) + PACKET_OVERHEAD
 
 
 class Packet:
@@ -368,8 +341,7 @@ class Channel:
         self._metadata: Packet | None = None
         # the latest header packet of each (kind, track, header kind), in
         # the order they came (a newer one moves to the end)
-        self._headers: dict[HeaderKey, Packet] = {}
-        self.header_bytes = 0
+        self._headers: HeaderReplay[Packet] = HeaderReplay(max_bytes=limits.max_header_bytes)
         self._gop: list[Packet] = []
         self.gop_bytes = 0
         self._gop_valid = False
@@ -391,9 +363,8 @@ class Channel:
         """Forget the cached stream state (a publisher left or arrived)."""
         self.metadata = None
         self._metadata = None
-        self._headers = {}
-        self.budget.headers -= self.header_bytes
-        self.header_bytes = 0
+        self.budget.headers -= self._headers.bytes
+        self._headers = HeaderReplay(max_bytes=self.limits.max_header_bytes)
         self.drop_gop()
 
     def drop_gop(self) -> None:
@@ -411,15 +382,12 @@ class Channel:
                 self._metadata = packet
             return
         if packet.header:
-            kept = keep_header(self._headers, packet.headers, packet, _packet_size,
-                               self.limits.max_header_bytes)
-            if kept is not None:
-                headers, size = kept
-                grow = size - self.header_bytes
-                if grow <= 0 or self.budget.room_for(grow):
-                    self._headers = headers
-                    self.header_bytes = size
-                    self.budget.headers += grow
+            headers = self._headers
+            before = headers.bytes
+            room = max(self.budget.limit - self.budget.used, 0)
+            headers.put(packet.headers, packet, len(packet.payload) + PACKET_OVERHEAD,
+                        max_bytes=before + room)
+            self.budget.headers += headers.bytes - before
             return
         if packet.keyframe:
             self.drop_gop()
@@ -442,12 +410,13 @@ class Channel:
         then the media since the latest keyframe."""
         if self._metadata is not None:
             yield self._metadata
-        seen: set[int] = set()
-        for packet in self._headers.values():
-            if id(packet) not in seen:  # a multitrack header covers several keys
-                seen.add(id(packet))
-                yield packet
+        yield from self._headers  # each once, though it may cover several tracks
         yield from self._gop
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes of the headers kept for late joiners (charged as packets)."""
+        return self._headers.bytes
 
 
 class Hub:

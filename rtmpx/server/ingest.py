@@ -7,15 +7,11 @@ from collections import deque
 from typing import Any
 
 from ..events import Metadata
-from ..media import PRIMARY_TRACK, Frame, parse_audio, parse_video
+from ..media import PRIMARY_TRACK, Frame, HeaderReplay, parse_audio, parse_video
 from .hooks import request_of
-from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, HubLimits, Packet, Publication, keep_header
+from .hub import AUDIO, PACKET_OVERHEAD, VIDEO, Packet, Publication
 
 __all__ = ["IncomingStream"]
-
-
-def _item_size(item: Frame | Metadata) -> int:
-    return len(item.payload) + PACKET_OVERHEAD
 
 
 class IncomingStream:
@@ -56,8 +52,8 @@ class IncomingStream:
         self._paused = False
         self._skip_to_key = False
         # the latest metadata and header of each (kind, track, header kind)
-        self._headers: dict[object, Frame | Metadata] = {}
-        self._limits: HubLimits = publication.channel.limits
+        self._headers: HeaderReplay[Frame | Metadata] = HeaderReplay(
+            max_bytes=publication.channel.limits.max_header_bytes)
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         publication.follow(self)
@@ -93,10 +89,8 @@ class IncomingStream:
         else:
             return  # other data messages are relayed, not part of the ingest API
         if packet.header:
-            kept = keep_header(self._headers, packet.headers or (type_id,), item, _item_size,
-                               self._limits.max_header_bytes)
-            if kept is not None:  # else (too many, too big) an ordinary item
-                self._headers = kept[0]
+            self._headers.put(packet.headers or (type_id,), item,
+                              len(item.payload) + PACKET_OVERHEAD)
         elif self._skip_to_key:
             if not packet.keyframe:
                 self.dropped += 1
@@ -128,7 +122,7 @@ class IncomingStream:
         keyframe (if that fits in half the buffer), else restart at the next
         keyframe."""
         items = list(self._items)
-        headers = list({id(h): h for h in self._headers.values()}.values())
+        headers = list(self._headers)
         header_ids = {id(h) for h in headers}
         tail: list[Frame | Metadata] = []
         for i in range(len(items) - 1, -1, -1):
@@ -141,7 +135,7 @@ class IncomingStream:
         if size > self.max_bytes // 2:
             tail = []
         self._skip_to_key = not tail and any(
-            isinstance(h, Frame) and h.kind == "video" for h in self._headers.values())
+            isinstance(h, Frame) and h.kind == "video" for h in self._headers)
         kept = headers + tail
         self.dropped += len(items) - len(kept)
         self._items = deque(kept)
