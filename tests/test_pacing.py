@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rtmpx.pacing import SLICE, TURN, Pacer
+import pytest
+
+from rtmpx.pacing import SLICE, TURN, Flusher, Pacer
 
 
 class Recorder:
@@ -73,3 +75,37 @@ async def test_finish_delivers_the_backlog_and_a_gone_connection_stops_it() -> N
     pacer = Pacer(gone.handle, gone.hold)
     pacer.feed(data)
     assert gone.slices == 2 and not pacer.waiting
+
+
+class Flushed:
+    def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
+        self.log, self.name, self.fail = log, name, fail
+
+    def flush(self) -> None:
+        self.log.append(self.name)
+        if self.fail:
+            raise RuntimeError("a bug")
+
+
+async def test_the_flusher_flushes_each_due_connection_once_per_tick() -> None:
+    log: list[str] = []
+    a, b, bad = Flushed(log, "a"), Flushed(log, "b"), Flushed(log, "bad", fail=True)
+    flusher = Flusher(0.01)
+    flusher.due(a)
+    flusher.due(bad)   # a failing flush costs only its own connection
+    flusher.due(b)
+    assert log == []   # nothing before the tick
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_later(0.05, done.set_result, None)
+    await done
+    assert log == ["a", "bad", "b"]
+    flusher.due(a)
+    flusher.close()    # shutting down: what is due goes now
+    assert log[-1] == "a"
+
+
+def test_a_flush_interval_is_a_short_positive_time() -> None:
+    for bad in (0, -1, 2):
+        with pytest.raises(ValueError):
+            Flusher(bad)

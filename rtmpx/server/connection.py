@@ -41,7 +41,7 @@ from ..events import (
     Unpublished,
     VideoData,
 )
-from ..pacing import Pacer
+from ..pacing import Flusher, Pacer
 from ..session import ConnectionState, ServerSession, SessionConfig
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .hooks import Hooks, Request
@@ -49,7 +49,7 @@ from .hub import Channel, Hub, HubLimits, Publication
 from .limits import limit_hit
 from .player import PlayerSink
 
-__all__ = ["CLOSE_TIMEOUT", "HALF_OPEN_GRACE", "Connection", "ConnectionContext",
+__all__ = ["CLOSE_TIMEOUT", "HALF_OPEN_GRACE", "MERGE_MAX", "Connection", "ConnectionContext",
            "RtmpPublisher"]
 
 log = logging.getLogger("rtmpx.server")
@@ -62,6 +62,9 @@ CLOSE_TIMEOUT = 5.0
 #: of honest connects from one address (an edge, a NAT, a test rig) is
 #: over by then; idle sockets are not.
 HALF_OPEN_GRACE = 2.0
+#: Merged media bytes a connection holds at most (and at most an eighth of
+#: ``HubLimits.max_queue``): more are written at once.
+MERGE_MAX = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -85,6 +88,8 @@ class ConnectionContext:
     ssl: _ssl.SSLContext | None = None
     #: what the server says it supports to Enhanced RTMP clients
     capabilities: Capabilities = DEFAULT_CAPABILITIES
+    #: merges the players' media writes (None: each message written at once)
+    flusher: Flusher | None = None
     connections: set[Connection] = field(default_factory=set)
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
@@ -183,6 +188,10 @@ class Connection(asyncio.Protocol):
         self._early: list[bytes] = []   # bytes that came with the end of the TLS handshake
         self._backlogged = False
         self._pacer = Pacer(self._receive, self._paced)
+        self._merged = 0         # media bytes queued for the next merged flush
+        # merged bytes held at most: small next to a player's queue bound, so
+        # that a flush cannot jump a backlog past the drop rule to the kick
+        self._merge_max = min(MERGE_MAX, context.limits.max_queue // 8)
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -317,18 +326,41 @@ class Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         """Write what the session has queued (the one write path to the peer)."""
-        out = self.session.data_to_send()
+        self._merged = 0
+        out = self.session.chunks_to_send()
         transport = self.transport
         if out and transport is not None and not self.closed:
-            transport.write(out)
+            transport.writelines(out)
             if transport.get_write_buffer_size() > self.context.max_write_buffer:
                 limit_hit(f"max_write_buffer={self.context.max_write_buffer}", self.peer,
                           "does not read: disconnected")
                 self.abort()
 
-    def queued_bytes(self) -> int:
-        """Bytes written but not yet sent to the peer."""
+    def send_media(self, type_id: int, data: bytes) -> None:
+        """Queue fan-out bytes (:func:`rtmpx.session.encode_shared`) for the
+        next merged flush: at once without a flusher, or once
+        :data:`MERGE_MAX` bytes (at most an eighth of the players'
+        ``max_queue``) wait.  Anything flushed before takes them
+        along, in order."""
+        self.session.send_shared(type_id, data)
+        flusher = self.context.flusher
+        merged = self._merged
+        if flusher is None or merged + len(data) >= self._merge_max:
+            self.flush()
+            return
+        if not merged:
+            flusher.due(self)
+        self._merged = merged + len(data)
+
+    def backlog(self) -> int:
+        """Bytes written to the transport that the peer has not taken yet
+        (what tells a slow reader; merged bytes waiting for their flush
+        are ours to send, not the peer's delay)."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def queued_bytes(self) -> int:
+        """Bytes held for the peer: its backlog and the merged bytes due."""
+        return self._merged + self.backlog()
 
     def request_reconnect(self, tc_url: str | None = None,
                           description: str = "The server asks you to reconnect.") -> bool:

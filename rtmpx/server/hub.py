@@ -223,18 +223,24 @@ class Publication:
     """One publish of a stream key, from start to end.
 
     ``info`` is what the server knows of it (an
-    :class:`rtmpx.server.Request`: see :func:`rtmpx.server.hooks.request_of`).  Followers
+    :class:`rtmpx.server.Request`: see :func:`rtmpx.server.hooks.request_of`);
+    ``internal`` marks a copy of a stream published elsewhere.  Followers
     that cannot keep up call :meth:`pause` (and :meth:`resume` later): the
     publisher is paused while any follower asks it to be, and no longer
     than the server allows (:meth:`expire_holds`): a paused publisher is
     not read, so it could not even be seen leaving.
     """
 
-    def __init__(self, channel: Channel, publisher: Publisher, info: object, now: float) -> None:
+    def __init__(self, channel: Channel, publisher: Publisher, info: object, now: float,
+                 internal: bool = False) -> None:
         self.channel = channel
         self.key = channel.key
         self.publisher = publisher
         self.info = info
+        #: a copy of a stream published elsewhere (a worker's relay of a
+        #: sibling's publication): players see it, the policy does not record,
+        #: push or hand it out
+        self.internal = internal
         self.started_at = now
         self.followers: list[Subscriber] = []
         self.bytes_in = 0
@@ -431,6 +437,9 @@ class Hub:
         self.budget = budget if budget is not None else MemoryBudget(1 << 62)
         self.channels: dict[StreamKey, Channel] = {}
         self.closed = False
+        #: asked before a publication that is not internal starts: False
+        #: refuses it as if the key were live (None: every one is admitted)
+        self.admit: Callable[[StreamKey, Publisher], bool] | None = None
 
     def get(self, key: StreamKey | tuple[str, str]) -> Channel | None:
         """The channel of ``key``, if it exists."""
@@ -449,11 +458,13 @@ class Hub:
     # -- publications ---------------------------------------------------------------
 
     def publish(self, key: StreamKey, publisher: Publisher, info: object, now: float, *,
-                replace: bool = False) -> Publication | None:
+                replace: bool = False, internal: bool = False) -> Publication | None:
         """Start a publication of ``key``.  If the key is live already, the
         old publication ends (``replace``) or None is returned (the caller
-        refuses the publish)."""
+        refuses the publish); None too when :attr:`admit` refuses it."""
         if self.closed:
+            return None
+        if not internal and self.admit is not None and not self.admit(key, publisher):
             return None
         channel = self._channel(key)
         old = channel.publication
@@ -464,7 +475,7 @@ class Hub:
                      key)
             self._end(old, "replaced")
             old.publisher.stop("replaced")
-        publication = Publication(channel, publisher, info, now)
+        publication = Publication(channel, publisher, info, now, internal)
         channel.reset()
         channel.publication = publication
         if self.observer is not None:

@@ -6,8 +6,10 @@ the peer comes from its session).  The bytes of a message are chunked
 once per (chunk size, stream id) and shared by every player with that
 shape (:func:`rtmpx.session.encode_shared`).
 
-Its queue is the connection's write buffer, bounded by the policy: a
-player that falls behind (more than ``max_queue`` bytes queued) loses
+Its queue is the connection's write buffer (what the peer has not taken
+yet: media merged for the next flush does not count, see
+:meth:`rtmpx.server.connection.Connection.send_media`), bounded by the
+policy: a player that falls behind (more than ``max_queue`` bytes queued) loses
 non-key video until the next keyframe (audio and sequence headers are
 kept); one that stays behind - its queue above half of ``max_queue`` -
 for longer than ``max_lag`` seconds, or whose queue passes twice
@@ -40,8 +42,14 @@ class PlayerOutput(Protocol):
     def flush(self) -> None:
         """Write what the session has queued."""
 
+    def send_media(self, type_id: int, data: bytes) -> None:
+        """Queue shared media bytes (written with the next flush)."""
+
     def queued_bytes(self) -> int:
-        """Bytes written but not yet sent to the peer."""
+        """Bytes held for the peer (its backlog and writes not flushed yet)."""
+
+    def backlog(self) -> int:
+        """Bytes written that the peer has not taken yet: how far behind it is."""
 
     def kick(self, reason: str) -> None:
         """Disconnect the peer."""
@@ -123,10 +131,11 @@ class PlayerSink:
             return
         type_id = packet.type_id
         header = packet.header
+        output = self.output
         if type_id == VIDEO and not header:
             if self.paused or not self.video:
                 return
-            queued = self.queued_bytes
+            queued = output.backlog()
             if queued > self.limits.max_queue:
                 # behind: drop video until the next keyframe
                 self._skip_to_key = True
@@ -142,22 +151,23 @@ class PlayerSink:
                 self._behind_since = None
         elif type_id == AUDIO and not header and (self.paused or not self.audio):
             return
-        if self.queued_bytes > 2 * self.limits.max_queue:
+        else:
+            queued = output.backlog()
+        if queued > 2 * self.limits.max_queue:
             self.kick(f"max_queue={self.limits.max_queue}", "write queue over twice max_queue")
             return
-        shape = (self.output.session.chunk_size, self.stream_id)
+        shape = (output.session.chunk_size, self.stream_id)
         shared = packet.shared
         if shared is None:
             shared = packet.shared = {}
         data = shared.get(shape)
         if data is None:
-            data = shared[shape] = encode_shared(type_id, packet.timestamp,
-                                                        packet.payload, self.stream_id,
-                                                        shape[0])
-        self.output.session.send_shared(type_id, data)
-        self.output.flush()
-        self.stats.bytes_sent += len(data)
-        self.stats.messages_sent += 1
+            data = shared[shape] = encode_shared(type_id, packet.timestamp, packet.payload,
+                                                 self.stream_id, shape[0])
+        output.send_media(type_id, data)
+        stats = self.stats
+        stats.bytes_sent += len(data)
+        stats.messages_sent += 1
 
     # -- policy ---------------------------------------------------------------------
 
@@ -167,7 +177,7 @@ class PlayerSink:
         waits for the next keyframe (a long GOP)."""
         if self._behind_since is None:
             return
-        if self.queued_bytes <= self.limits.max_queue // 2:
+        if self.output.backlog() <= self.limits.max_queue // 2:
             self._behind_since = None
         elif now - self._behind_since > self.limits.max_lag:
             self.stats.disconnected_for_lag = True

@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..client import Client, HeaderReplay, PublishStream, connect
 from ..errors import RtmpError
@@ -42,7 +42,7 @@ from ..url import RtmpURL, parse_tc_url, parse_url
 from .hooks import Request, TaskSet
 from .hub import AUDIO, DATA, PACKET_OVERHEAD, VIDEO, Channel, Hub, Packet, Publication, StreamKey
 
-__all__ = ["MAX_BACKOFF", "Puller", "Pusher", "Relays", "push_targets"]
+__all__ = ["MAX_BACKOFF", "PullOwner", "Puller", "Pusher", "Relays", "push_targets"]
 
 log = logging.getLogger("rtmpx.relay")
 
@@ -273,16 +273,35 @@ class Pusher:
             self._sent.put(packet.headers, packet, len(packet.payload))
 
 
+class PullOwner(Protocol):
+    """What a :class:`Puller` works for: :class:`Relays`, or a worker's
+    relays of its siblings' streams (:mod:`rtmpx.server.workers`)."""
+
+    @property
+    def hub(self) -> Hub:
+        """Where the pulled stream is published."""
+
+    @property
+    def tasks(self) -> TaskSet:
+        """Where the pull's task runs."""
+
+    def pull_done(self, puller: Puller) -> None:
+        """The pull ended (closed, or gave up for a local publisher)."""
+
+
 class Puller:
     """Plays a stream from an origin and publishes it here (a
     :class:`~rtmpx.server.hub.Publisher`).  Pausing it really pauses: it
     stops reading its play stream, whose bounded queue then stops the
-    socket."""
+    socket.  ``url`` names the origin's application; an ``internal`` pull
+    publishes an internal copy (see :class:`~rtmpx.server.hub.Publication`)."""
 
-    def __init__(self, relays: Relays, key: StreamKey, url: str) -> None:
+    def __init__(self, relays: PullOwner, key: StreamKey, url: str | RtmpURL, *,
+                 internal: bool = False) -> None:
         self.relays = relays
         self.key = key
         self.url = url
+        self.internal = internal
         self.publication: Publication | None = None
         self.closing = False
         self._running = asyncio.Event()
@@ -295,7 +314,7 @@ class Puller:
     @property
     def where(self) -> str:
         """The origin URL without its query strings (which may carry a token)."""
-        return parse_url(self.url).redacted
+        return (self.url if isinstance(self.url, RtmpURL) else parse_url(self.url)).redacted
 
     @property
     def peer(self) -> str:
@@ -360,7 +379,8 @@ class Puller:
                 if publication is None:
                     request = Request("publish", self.key.app, self.key.name, "", self.peer,
                                       publish_type="live")
-                    publication = hub.publish(self.key, self, request, now)
+                    publication = hub.publish(self.key, self, request, now,
+                                              internal=self.internal)
                     if publication is None:
                         log.info("pull %s: a local publisher came first", self.key)
                         self.closing = True

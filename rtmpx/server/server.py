@@ -20,17 +20,18 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from ..errors import RtmpError
+from ..pacing import FLUSH_INTERVAL, Flusher
 from ..session import SessionConfig
 from ..session.base import MAX_NAME
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .connection import Connection, ConnectionContext, RtmpPublisher
 from .hooks import Hook, Hooks, Request, TaskSet, request_of
-from .hub import Channel, Hub, HubLimits, Publication, StreamKey
+from .hub import Channel, Hub, HubLimits, HubObserver, Publication, StreamKey
 from .ingest import IncomingStream
 from .limits import MemoryBudget, limit_hit
 from .recorder import Recordings
@@ -51,6 +52,14 @@ def _check_tc_url(tc_url: str | None) -> None:
         raise ValueError(f"tc_url longer than {MAX_NAME} characters")
 
 
+def _tell(observer: Callable[..., None], *args: Any) -> None:
+    """Tell an observer: its bug is logged and costs the hub nothing."""
+    try:
+        observer(*args)
+    except Exception:
+        log.exception("%r failed", observer)
+
+
 class _Policy:
     """What the server does when the hub says a publication started or
     ended, or a channel's players changed (a :class:`HubObserver`)."""
@@ -59,6 +68,13 @@ class _Policy:
         self.server = server
 
     def publication_started(self, publication: Publication) -> None:
+        server = self.server
+        if not publication.internal:  # a copy: its origin records, pushes, hands it out
+            self._started(publication)
+        for observer in server.observers:
+            _tell(observer.publication_started, publication)
+
+    def _started(self, publication: Publication) -> None:
         server = self.server
         request = request_of(publication)
         record = request.record
@@ -78,18 +94,24 @@ class _Policy:
     def publication_ended(self, publication: Publication, reason: str) -> None:
         server = self.server
         if server.relays is not None:
-            server.relays.publication_ended(publication)
+            if not publication.internal:
+                server.relays.publication_ended(publication)
             server.relays.demand_changed(publication.channel)  # players wait: pull?
-        request = request_of(publication)
-        log.info("%s stopped publishing %s (%s)", publication.publisher.peer, publication.key,
-                 reason)
-        server.hooks.notify("on_unpublish", Request(
-            "unpublish", request.app, request.name, request.query, request.peer,
-            request.tc_url, publish_type=request.publish_type))
+        if not publication.internal:  # no hook for a copy: its origin runs them
+            request = request_of(publication)
+            log.info("%s stopped publishing %s (%s)", publication.publisher.peer,
+                     publication.key, reason)
+            server.hooks.notify("on_unpublish", Request(
+                "unpublish", request.app, request.name, request.query, request.peer,
+                request.tc_url, publish_type=request.publish_type))
+        for observer in server.observers:
+            _tell(observer.publication_ended, publication, reason)
 
     def demand_changed(self, channel: Channel) -> None:
         if self.server.relays is not None:
             self.server.relays.demand_changed(channel)
+        for observer in self.server.observers:
+            _tell(observer.demand_changed, channel)
 
 
 class Server:
@@ -142,10 +164,22 @@ class Server:
     capsEx Reconnect to reconnect; :meth:`close` asks them all first and
     serves them for up to ``reconnect_grace`` seconds while the publishers
     among them leave.
+
+    ``reuse_port`` binds with ``SO_REUSEPORT`` (Linux: several processes
+    share the port, the kernel spreads connections; ``rtmpx serve
+    --workers``).  :attr:`observers` are told what the hub does after the
+    server's own policy (a worker's relaying between siblings).
+
+    ``flush_interval``: players' media is written in merged batches, one
+    ``writev`` per player at most every ``flush_interval`` seconds (default
+    :data:`FLUSH_INTERVAL`; a system call per message and player is most of
+    what fan-out costs); 0 writes every message at once.  Control traffic
+    always goes out at once, taking queued media along.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 1935, *,
                  ssl: _ssl.SSLContext | None = None,
+                 reuse_port: bool = False,
                  session_config: SessionConfig | None = None,
                  limits: HubLimits | None = None,
                  handshake_timeout: float = 5.0,
@@ -168,12 +202,16 @@ class Server:
                  on_unpublish: Hook | None = None,
                  on_disconnect: Hook | None = None,
                  capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
-                 reconnect_grace: float = 5.0) -> None:
+                 reconnect_grace: float = 5.0,
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
         if duplicate_publish not in ("reject", "replace"):
             raise ValueError("duplicate_publish must be 'reject' or 'replace'")
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.reuse_port = reuse_port
+        #: more policy, told of every publication start and end and demand change
+        self.observers: list[HubObserver] = []
         self.session_config = session_config or SessionConfig()
         self.limits = limits or HubLimits()
         self.duplicate_publish = duplicate_publish
@@ -198,7 +236,8 @@ class Server:
             max_half_open_per_ip=max_half_open_per_ip,
             replace=duplicate_publish == "replace",
             max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size,
-            capabilities=capabilities if capabilities is not None else LEGACY)
+            capabilities=capabilities if capabilities is not None else LEGACY,
+            flusher=Flusher(flush_interval) if flush_interval > 0 else None)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Queue[IncomingStream | None]] = []
@@ -219,7 +258,8 @@ class Server:
         loop = asyncio.get_running_loop()
         context = self.context
         self._server = await loop.create_server(
-            lambda: Connection(context), self.host, self.port, reuse_address=True)
+            lambda: Connection(context), self.host, self.port, reuse_address=True,
+            reuse_port=self.reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.monotonic()
         self._ticker = asyncio.create_task(self._tick())
@@ -270,6 +310,8 @@ class Server:
         connections = list(self.connections)
         for conn in connections:
             conn.close()
+        if self.context.flusher is not None:
+            self.context.flusher.close()
         lost = [conn.lost for conn in connections if not conn.lost.done()]
         if lost:
             await asyncio.wait(lost, timeout=timeout)

@@ -9,10 +9,11 @@ request line and its headers (bounded), answers, and closes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
 from .connection import Connection
@@ -30,9 +31,10 @@ _MAX_TEXT = 1000
 
 
 class HasStats(Protocol):
-    """What :class:`StatsServer` serves: anything with ``stats()`` (a Server)."""
+    """What :class:`StatsServer` serves: anything with ``stats()`` (a Server,
+    or a supervisor of workers, whose ``stats()`` is async)."""
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -160,6 +162,10 @@ class StatsServer:
             await self._server.wait_closed()
             self._server = None
 
+    async def _stats(self) -> dict[str, Any]:
+        found = self.rtmp.stats()
+        return await found if inspect.isawaitable(found) else found
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
@@ -169,10 +175,10 @@ class StatsServer:
                 status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
             elif path in (b"/", b"/stats"):
                 status, ctype = "200 OK", "application/json"
-                body = json.dumps(self.rtmp.stats(), indent=1).encode()
+                body = json.dumps(await self._stats(), indent=1).encode()
             elif path == b"/metrics":
                 status, ctype = "200 OK", "text/plain; version=0.0.4"
-                body = prometheus_text(self.rtmp.stats()).encode()
+                body = prometheus_text(await self._stats()).encode()
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"try /stats or /metrics\n"
             writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"

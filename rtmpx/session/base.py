@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
@@ -224,6 +225,15 @@ class Session:
             return b""
         out = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
+        return out
+
+    def chunks_to_send(self) -> Sequence[bytes]:
+        """What :meth:`data_to_send` joins, unjoined: the byte strings to
+        write now, in order, for ``writelines`` (``writev``) without a copy."""
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
         return out
 
     @property

@@ -637,3 +637,43 @@ async def test_answering_pings_alone_does_not_keep_a_slot() -> None:
         await asyncio.gather(*readers, return_exceptions=True)
         await player.close()
         await holder.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.3])
+async def test_merged_writes_hold_media_briefly_and_in_order(interval: float) -> None:
+    """Issue 10: players' media goes out in merged writes (at most every
+    ``flush_interval``); held media counts in ``queued_bytes`` but not in the
+    backlog the slow-player rule reads, a frame past the merge bound goes
+    out at once, and control traffic takes held media along, in order."""
+    async with Server(port=0, flush_interval=interval) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/merge"
+        peer = await RawPeer(server.port).open()
+        sid = await peer.create_stream()
+        peer.session.play(sid, "merge")
+        peer.flush()
+        await wait_for(lambda: sinks(server, "live/merge") == 1)
+        [sink] = channel(server, "live/merge").players
+        conn = sink.output
+        held: list[int] = []
+        real_send_media = conn.send_media
+
+        def spy(type_id: int, data: bytes) -> None:
+            real_send_media(type_id, data)
+            held.append(conn.queued_bytes() - conn.backlog())
+
+        conn.send_media = spy  # type: ignore[method-assign]
+        await publish_frames(url, 60, keyint=10, size=2000)
+        await peer.until(lambda: any(isinstance(e, Status) and e.code == "NetStream.Play."
+                                     "UnpublishNotify" for e in peer.events))
+        frames = [e for e in peer.events if isinstance(e, VideoData) and e.payload[1] == 1]
+        status = [i for i, e in enumerate(peer.events)
+                  if isinstance(e, Status) and e.code == "NetStream.Play.UnpublishNotify"]
+        assert len(frames) == 60  # every frame, then the status that ended them
+        assert max(i for i, e in enumerate(peer.events) if isinstance(e, VideoData)) < status[0]
+        if interval:
+            assert max(held) > 0                       # media waited for its flush
+            assert max(held) < conn._merge_max         # bounded
+        else:
+            assert held and max(held) == 0             # every message written at once
+        assert conn.queued_bytes() == conn.backlog()   # nothing left behind
+        await peer.close()

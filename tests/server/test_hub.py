@@ -61,7 +61,14 @@ class FakeConnection:
     def flush(self) -> None:
         self.wire += self.session.data_to_send()
 
+    def send_media(self, type_id: int, data: bytes) -> None:
+        self.session.send_shared(type_id, data)
+        self.flush()
+
     def queued_bytes(self) -> int:
+        return self.queued
+
+    def backlog(self) -> int:
         return self.queued
 
     def kick(self, reason: str) -> None:
