@@ -2,8 +2,10 @@
 
     python3 bench/amf_table.py [--seconds 0.3]
 
-Every figure comes from this one process, each case timed for every codec
-in turn (best of 5 repeats), so the ratios hold on a shared, noisy machine.
+Every figure comes from this one process, the best of 5 repeats, and the
+codecs' repeats of a case are interleaved (rtmpx, pure, Py3AMF, rtmpx, ...):
+a burst of load from elsewhere on a shared, noisy machine lands on all of
+them alike rather than on one codec's turn, so the ratios hold.
 """
 
 from __future__ import annotations
@@ -12,17 +14,26 @@ import argparse
 import os
 import sys
 import timeit
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from amf_cases import CASES, codecs, inputs
 
 
-def ops_per_second(fn, seconds: float) -> float:  # type: ignore[no-untyped-def]
-    timer = timeit.Timer(fn)
-    number, _ = timer.autorange()
-    number = max(1, int(number * seconds / 0.2))
-    return number / min(timer.repeat(repeat=5, number=number))
+def ops_per_second(fns: dict[str, Any], seconds: float, repeat: int = 5) -> dict[str, float]:
+    """Each callable's best rate over ``repeat`` rounds, the callables timed in
+    turn within each round, about ``seconds`` per callable per round."""
+    timers = {name: timeit.Timer(fn) for name, fn in fns.items()}
+    numbers = {}
+    for name, timer in timers.items():
+        number, _ = timer.autorange()
+        numbers[name] = max(1, int(number * seconds / 0.2))
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.timeit(numbers[name]))
+    return {name: numbers[name] / best[name] for name in timers}
 
 
 def main() -> None:
@@ -37,16 +48,15 @@ def main() -> None:
     for case in CASES:
         for version in (0, 3):
             for op in ("encode", "decode"):
-                rates = {}
+                fns = {}
                 for name in names:
                     encode, decode = found[name]
                     values, data = inputs(name, case, version)
                     if op == "encode":
-                        rates[name] = ops_per_second(
-                            lambda f=encode, v=values, ver=version: f(v, ver), args.seconds)
+                        fns[name] = lambda f=encode, v=values, ver=version: f(v, ver)
                     else:
-                        rates[name] = ops_per_second(
-                            lambda f=decode, d=data, ver=version: f(d, ver), args.seconds)
+                        fns[name] = lambda f=decode, d=data, ver=version: f(d, ver)
+                rates = ops_per_second(fns, args.seconds)
                 peer = rates.get("py3amf-cython")
                 print(f"| {case} | {version} | {op} | "
                       + " | ".join(f"{rates[n]:,.0f}" for n in names)

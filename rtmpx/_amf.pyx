@@ -22,7 +22,7 @@ from libc.stdint cimport (
     INT64_MAX, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
 from datetime import datetime
 
@@ -52,6 +52,8 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(PyObject* s)
     bint PyUnicode_IS_COMPACT_ASCII(PyObject* s)
     void* PyUnicode_DATA(PyObject* s)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA_OBJ "PyUnicode_DATA" (object s)
     void Py_XDECREF(PyObject* o)
     PyObject* PyList_GET_ITEM_PTR "PyList_GET_ITEM" (object lst, Py_ssize_t i)
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
@@ -155,34 +157,101 @@ cdef inline void _st_double(unsigned char* p, double d) noexcept nogil:
     _st32(p + 4, <uint32_t>x)
 
 
+# --- strings -------------------------------------------------------------
+# Nearly every AMF string is ASCII.  Checking that a word at a time and
+# copying the bytes into a new str skips the generic UTF-8 decoder's setup;
+# anything else (and "" and 1-character strings, which CPython shares) goes
+# through PyUnicode_DecodeUTF8, which also raises on invalid UTF-8.
+
+cdef inline bint _is_ascii(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t acc = 0
+    cdef uint64_t word
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)
+        acc |= word
+        i += 8
+    while i < n:
+        acc |= p[i]
+        i += 1
+    return (acc & 0x8080808080808080u) == 0
+
+
+cdef inline str _utf8(const unsigned char* p, Py_ssize_t n):
+    """The str for the UTF-8 bytes p[:n] (the caller has checked n)."""
+    cdef str s
+    if n > 1 and _is_ascii(p, n):
+        s = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA_OBJ(s), p, n)
+        return s
+    return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+
+
 # --- object keys ---------------------------------------------------------
-# AMF0 repeats member names in full for every object; most are short ASCII
-# names from a small set ("app", "tcUrl", "duration", ...).  A small direct-
-# mapped cache of str objects makes a repeated key cost a hash and a memcmp
-# instead of an allocation and a UTF-8 decode (and the dict insertion reuses
-# the cached str's hash).
+# AMF0 repeats member names in full for every object, AMF3 in every message;
+# most are short ASCII names from a small set ("app", "tcUrl", "duration",
+# ...).  A small direct-mapped cache of str objects makes a repeated key cost
+# a hash and a compare instead of an allocation and a UTF-8 decode (and the
+# dict insertion reuses the cached str's hash).  The hash reads a few
+# unaligned words, not every byte; a collision only costs a miss.
 
 DEF _KEY_CACHE_SIZE = 512
 DEF _KEY_CACHE_MAX_LEN = 32
 cdef PyObject* _key_cache[_KEY_CACHE_SIZE]
 
 
+cdef inline uint64_t _ld64_native(const unsigned char* p) noexcept nogil:
+    cdef uint64_t x
+    memcpy(&x, p, 8)
+    return x
+
+
 cdef inline uint32_t _key_hash(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    cdef uint32_t h = 2166136261u
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ p[i]) * 16777619u
-    return h & (_KEY_CACHE_SIZE - 1)
+    """A slot for the key p[:n], 0 < n <= _KEY_CACHE_MAX_LEN."""
+    cdef uint64_t a, b
+    cdef uint32_t a32, b32
+    if n >= 8:
+        a = _ld64_native(p)
+        b = _ld64_native(p + n - 8)
+        if n > 16:
+            a ^= _ld64_native(p + 8) * 0x9E3779B97F4A7C15u
+            b ^= _ld64_native(p + n - 16) * 0xC2B2AE3D27D4EB4Fu
+    elif n >= 4:
+        memcpy(&a32, p, 4)
+        memcpy(&b32, p + n - 4, 4)
+        a = a32
+        b = b32
+    elif n > 0:
+        a = p[0] | (<uint64_t>p[n >> 1] << 8) | (<uint64_t>p[n - 1] << 16)
+        b = 0
+    else:
+        return 0
+    a = (a * 0x9E3779B97F4A7C15u) ^ (b * 0xC2B2AE3D27D4EB4Fu) ^ <uint64_t>n
+    return <uint32_t>((a ^ (a >> 29)) * 0x165667B19E3779F9u >> 55) & (_KEY_CACHE_SIZE - 1)
 
 
-cdef str _cached_key(const unsigned char* p, Py_ssize_t n):
+cdef inline bint _same_bytes(const unsigned char* a, const unsigned char* b,
+                             Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        if _ld64_native(a + i) != _ld64_native(b + i):
+            return False
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return False
+        i += 1
+    return True
+
+
+cdef inline str _cached_key(const unsigned char* p, Py_ssize_t n):
     """The str for the UTF-8 bytes p[:n], from the cache when it is there."""
     cdef uint32_t slot = _key_hash(p, n)
     cdef PyObject* hit = _key_cache[slot]
     if (hit != NULL and PyUnicode_GET_LENGTH(hit) == n
-            and memcmp(PyUnicode_DATA(hit), p, n) == 0):
+            and _same_bytes(<const unsigned char*>PyUnicode_DATA(hit), p, n)):
         return <str>hit
-    key = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+    key = _utf8(p, n)
     if PyUnicode_IS_COMPACT_ASCII(<PyObject*>key):
         Py_INCREF(key)
         Py_XDECREF(hit)
@@ -876,7 +945,7 @@ cdef class _Decoder:
         if self.sizes3 != NULL and self.sizes3 != self.inline3:
             free(self.sizes3)
 
-    cdef int init(self, object data, int max_depth, Py_ssize_t max_length,
+    cdef int init(self, object data, int version, int max_depth, Py_ssize_t max_length,
                   object registry, int64_t max_values, bint references) except -1:
         try:
             PyObject_GetBuffer(data, &self.view, PyBUF_SIMPLE)
@@ -893,12 +962,16 @@ cdef class _Decoder:
         self.max_values = max_values
         self.left = max_values
         self.references = references
-        self.refs0 = []
         self.sizes0 = self.inline0
         self.cap0 = _SIZES_INLINE
         self.sizes3 = self.inline3
         self.cap3 = _SIZES_INLINE
-        self.new_amf3_context()
+        # only the tables the version reads: AMF0 makes its AMF3 context at
+        # each switch marker, and AMF3 has no way back to AMF0
+        if version == 0:
+            self.refs0 = []
+        else:
+            self.new_amf3_context()
         return 0
 
     cdef inline void new_amf3_context(self):
@@ -954,7 +1027,7 @@ cdef class _Decoder:
         # invalid UTF-8 raises UnicodeDecodeError here; loads() and
         # loads_all() turn it into AMFDecodeError (no try block per string)
         self.check_length(n, 1)
-        return PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
+        return _utf8(self.take(n), n)
 
     cdef inline int enter(self) except -1:
         self.depth += 1
@@ -1028,21 +1101,35 @@ cdef class _Decoder:
     # AMF0
 
     cdef object read0(self):
+        # the scalars most values are, in a small function (a cheap call per
+        # array element or member); everything else in read0_other
         cdef int marker = self.byte()
         cdef object obj
-        cdef Py_ssize_t n, i, index
-        cdef int64_t start
+        cdef Py_ssize_t n
         cdef double d
         if marker == 0x00:
-            d = self.double()
+            d = _ld_double(self.take(8))  # take's NULL: no -1.0 check to make
             self.tick()
             return PyFloat_FromDouble(d)
         if marker == 0x02:
             n = self.u16()
             self.check_length(n, 1)
-            obj = PyUnicode_DecodeUTF8(<const char*>self.take(n), n, NULL)
+            obj = _utf8(self.take(n), n)
             self.tick()
             return obj
+        if marker == 0x01:
+            n = self.byte()
+            self.tick()
+            return n != 0
+        if marker == 0x05:
+            self.tick()
+            return None
+        return self.read0_other(marker)
+
+    cdef object read0_other(self, int marker):
+        cdef object obj
+        cdef Py_ssize_t n, i, index
+        cdef int64_t start
         if marker == 0x03:
             obj = {}
             start = self.left
@@ -1050,13 +1137,6 @@ cdef class _Decoder:
             self.members0(obj)
             self.close0(index, start)
             return obj
-        if marker == 0x01:
-            i = self.byte()
-            self.tick()
-            return i != 0
-        if marker == 0x05:
-            self.tick()
-            return None
         if marker == 0x08:
             self.u32()  # entry count: a hint, often wrong; the end marker decides
             obj = _ECMAArray()
@@ -1182,20 +1262,39 @@ cdef class _Decoder:
 
     cdef str string3(self):
         cdef int64_t header = self.u29()
-        cdef Py_ssize_t index
         if not header & 1:
-            index = header >> 1
-            if index >= len(self.strings3):
-                raise AMFDecodeError(f"AMF3 string reference {index} out of range "
-                                     f"({len(self.strings3)} strings)")
-            s = <str>self.strings3[index]
-            # repeating a long string costs its text: one value per 64 characters
-            self.take_values(len(s) >> 6)
-            return s
+            return self.string_ref3(header)
         if header == 1:
             return ""
         s = self.text(header >> 1)
         self.strings3.append(s)
+        return s
+
+    cdef str key3(self):
+        """string3 for a member or trait name: short names from the key cache."""
+        cdef int64_t header = self.u29()
+        cdef Py_ssize_t n
+        if not header & 1:
+            return self.string_ref3(header)
+        if header == 1:
+            return ""
+        n = header >> 1
+        if n <= _KEY_CACHE_MAX_LEN and n <= self.max_length and n <= self.end - self.pos:
+            s = _cached_key(self.buf + self.pos, n)
+            self.pos += n
+        else:
+            s = self.text(n)  # and the length errors
+        self.strings3.append(s)
+        return s
+
+    cdef str string_ref3(self, int64_t header):
+        cdef Py_ssize_t index = header >> 1
+        if index >= PyList_GET_SIZE(self.strings3):
+            raise AMFDecodeError(f"AMF3 string reference {index} out of range "
+                                 f"({len(self.strings3)} strings)")
+        s = <str>self.strings3[index]
+        # repeating a long string costs its text: one value per 64 characters
+        self.take_values(PyUnicode_GET_LENGTH(<PyObject*>s) >> 6)
         return s
 
     cdef object object_ref3(self, int64_t header):
@@ -1213,34 +1312,33 @@ cdef class _Decoder:
         return obj
 
     cdef object read3(self):
+        # the scalars in a small function, as read0
         cdef int marker = self.byte()
-        cdef int64_t n, header
+        cdef int64_t n
         cdef double d
         if marker == 0x06:
             s = self.string3()  # a string reference is not an object reference
             self.tick()
             return s
+        if marker == 0x05:
+            d = _ld_double(self.take(8))
+            self.tick()
+            return PyFloat_FromDouble(d)
         if marker == 0x04:
             n = self.u29()
             self.tick()
             return n - 0x20000000 if n & 0x10000000 else n
-        if marker == 0x05:
-            d = self.double()
+        if 0x01 <= marker <= 0x03:
             self.tick()
-            return PyFloat_FromDouble(d)
+            return None if marker == 0x01 else marker == 0x03
+        return self.read3_other(marker)
+
+    cdef object read3_other(self, int marker):
+        cdef int64_t n, header
         if marker == 0x0A:
             return self.object3()
         if marker == 0x09:
             return self.array3()
-        if marker == 0x01:
-            self.tick()
-            return None
-        if marker == 0x02:
-            self.tick()
-            return False
-        if marker == 0x03:
-            self.tick()
-            return True
         if marker == 0x00:
             self.tick()
             return _UNDEFINED
@@ -1288,10 +1386,10 @@ cdef class _Decoder:
         start = self.left
         index = self.add3(assoc, 0)
         self.enter()
-        key = self.string3()
+        key = self.key3()
         while key:
             PyDict_SetItem(assoc, key, self.read3())
-            key = self.string3()
+            key = self.key3()
         if not assoc:
             dense = []
             self.objects3[index] = result = dense
@@ -1334,7 +1432,7 @@ cdef class _Decoder:
                 sealed = ()
             else:
                 self.check_length(count, 1)
-                sealed = tuple([self.string3() for i in range(count)])
+                sealed = tuple([self.key3() for i in range(count)])
             self.traits3.append((class_name, sealed, dynamic, external))
         alias = self.registry.by_alias(class_name) if class_name else None
         self.enter()
@@ -1354,10 +1452,10 @@ cdef class _Decoder:
         for name in sealed:
             PyDict_SetItem(members, name, self.read3())
         if dynamic:
-            key = self.string3()
+            key = self.key3()
             while key:
                 PyDict_SetItem(members, key, self.read3())
-                key = self.string3()
+                key = self.key3()
         self.depth -= 1
         self.close3(index, start)
         if alias is not None and not alias.externalizable:
@@ -1471,7 +1569,7 @@ def loads(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
     _check_args(version, max_depth)
     cdef int64_t budget = _check_budget(max_values, references)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
-    dec.init(data, max_depth, max_length, registry, budget, references is True)
+    dec.init(data, version, max_depth, max_length, registry, budget, references is True)
     try:
         value = dec.read0() if version == 0 else dec.read3()
     except UnicodeDecodeError as exc:
@@ -1493,7 +1591,7 @@ def loads_all(data, *, int version=0, int max_depth=DEFAULT_MAX_DEPTH,
     _check_args(version, max_depth)
     cdef int64_t budget = _check_budget(max_values, references)
     cdef _Decoder dec = _Decoder.__new__(_Decoder)
-    dec.init(data, max_depth, max_length, registry, budget, references is True)
+    dec.init(data, version, max_depth, max_length, registry, budget, references is True)
     cdef list values = []
     try:
         while dec.pos < dec.end:

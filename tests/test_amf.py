@@ -583,3 +583,96 @@ def test_repeating_a_long_string_by_reference_costs_its_text(amf) -> None:  # ty
     short = (b"\x09" + u29(count << 1 | 1) + b"\x01" + b"\x06" + u29(63 << 1 | 1)
              + b"y" * 63 + (b"\x06" + u29(0)) * (count - 1))
     assert len(amf.loads(short, version=3, references=False, max_values=count + 1)) == count
+
+
+# --- the compiled decoder's string paths ----------------------------------------
+# ASCII strings are checked a word at a time and copied; member names up to
+# 32 bytes come from a key cache (AMF0 and AMF3).  The lengths below straddle
+# the word size and the cache's limit, with a non-ASCII byte or invalid UTF-8
+# at each place a word boundary could hide it.
+
+STRING_LENGTHS = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 64]
+
+
+def _strings(n: int) -> list[str]:
+    base = "".join(chr(ord("a") + i % 26) for i in range(n))
+    out = [base]
+    for where in {0, n // 2, n - 1} if n else set():
+        out.append(base[:where] + "é" + base[where + 1:])
+    return out
+
+
+@pytest.mark.parametrize("n", STRING_LENGTHS)
+def test_strings_and_keys_of_every_length(amf: Any, n: int) -> None:
+    for text in _strings(n):
+        key = text or "k"
+        for version in (0, 3):
+            value = [text, {key: text, "x" + key: 1.0}, ECMAArray({key: [text]}), text]
+            data = amf.dumps_all(value, version=version)
+            for _ in range(2):  # the second time from the key cache
+                out = amf.loads_all(data, version=version)
+                assert same(value, out, version)
+                assert list(out[1]) == [key, "x" + key]
+
+
+@pytest.mark.parametrize("n", STRING_LENGTHS[1:])
+def test_invalid_utf8_in_strings_and_keys(n: int) -> None:
+    """The twins refuse the same bad bytes with the same message, wherever
+    the bad byte is in a value or a member name."""
+    for where in sorted({0, n // 2, n - 1}):
+        for bad in (b"\xff", b"\xc3", b"\x80"):
+            raw = bytearray(b"a" * n)
+            raw[where:where + 1] = bad
+            name = bytes(raw)
+            n16 = struct.pack(">H", len(name))
+            u29 = bytes([len(name) << 1 | 1]) if len(name) < 64 else (
+                bytes([0x80 | (len(name) << 1 | 1) >> 7, (len(name) << 1 | 1) & 0x7F]))
+            cases = [
+                (0, b"\x02" + n16 + name),                                  # string
+                (0, b"\x03" + n16 + name + b"\x05\x00\x00\x09"),            # member name
+                (0, b"\x08\x00\x00\x00\x01" + n16 + name + b"\x05\x00\x00\x09"),
+                (3, b"\x06" + u29 + name),                                  # string
+                (3, b"\x09\x01" + u29 + name + b"\x01\x01"),                # assoc key
+                (3, b"\x0a\x0b\x01" + u29 + name + b"\x01\x01"),            # dynamic member
+                (3, b"\x0a\x13\x01" + u29 + name + b"\x01"),                # sealed member
+            ]
+            for version, data in cases:
+                assert_twins_agree(data, version)
+                with pytest.raises(rtmpx.AMFDecodeError, match="invalid UTF-8"):
+                    _amf.loads_all(data, version=version)
+
+
+def test_key_cache_collisions_and_references() -> None:
+    """Many names that share prefixes and suffixes (the cache hashes a few
+    words, and a slot holds one name), decoded repeatedly, in AMF0 and in AMF3
+    where a cached member name is then repeated by string reference."""
+    names = [f"{p}{i}{s}" for p in ("", "abcdefgh", "abcdefghabcdefgh")
+             for s in ("", "zzzzzzzz", "zzzzzzzzzzzzzzzz") for i in range(300)]
+    names = [n for n in names if len(n) <= 40]
+    obj = {n: float(i) for i, n in enumerate(names)}
+    for version in (0, 3):
+        seq = [obj, ECMAArray(obj), list(obj), obj]
+        data = _amf.dumps_all(seq, version=version)
+        assert _amf_py.dumps_all(seq, version=version) == data
+        for _ in range(3):
+            out = _amf.loads_all(data, version=version)
+            assert same(seq, out, version)
+            assert [list(d) for d in (out[0], out[1])] == [names, names]
+    # an AMF3 member name, then the same text as a value: a string reference
+    data = _amf.dumps_all([{"duration": 1.0}, "duration", ["duration"]], version=3)
+    assert data.count(b"duration") == 1
+    assert _amf.loads_all(data, version=3) == [{"duration": 1.0}, "duration", ["duration"]]
+    assert_twins_agree(data, 3, references=False)
+
+
+def test_amf0_switches_to_amf3_more_than_once(amf: Any) -> None:
+    """Each AMF0 switch marker starts an empty AMF3 context, also in
+    loads_all and inside AMF0 containers; AMF0 references still work after."""
+    inner = [Vector([1, 2], "int"), MixedArray([1], {"a": "b"})]
+    obj = {"v": inner[0], "m": inner[1], "s": "x"}
+    seq = [obj, inner[0], obj, [inner[1], obj]]
+    data = amf.dumps_all(seq)
+    assert data.count(b"\x11") >= 4
+    out = amf.loads_all(data)
+    assert same(seq, out, 0)
+    assert out[2] is out[0] and out[3][1] is out[0]
