@@ -164,12 +164,16 @@ _SMALL_LIMITS = {"max_message_size": 4096, "max_chunk_streams": 4, "max_buffered
 
 def _chunk_run(module: ModuleType, data: bytes) -> tuple[list[tuple[Any, ...]], bool, int, int]:
     """Messages read, whether it raised, and the reader's counters at the end."""
-    reader = module.ChunkReader(**(_SMALL_LIMITS if _flag(data, 3) else {}))
+    bound = 1 + (sum(data[-4:]) % 4) if _flag(data, 5) else 0  # bounded feeds, drained
+    reader = module.ChunkReader(**(_SMALL_LIMITS if _flag(data, 3) else {}),
+                                max_messages=bound)
     out: list[tuple[Any, ...]] = []
     ok = True
     for piece in splits(data, 4):
         try:
             messages = reader.feed(piece)
+            while reader.pending:
+                messages += reader.feed(b"")
         except ALLOWED:
             ok = False
             break

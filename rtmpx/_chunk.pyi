@@ -41,6 +41,7 @@ class ChunkReader:
         max_message_size: int = 8 * 1024 * 1024,
         max_chunk_streams: int = 64,
         max_buffered: int = 16 * 1024 * 1024,
+        max_messages: int = 0,
     ) -> None: ...
     @property
     def chunk_size(self) -> int:
@@ -50,7 +51,12 @@ class ChunkReader:
         """Every byte ever given to :meth:`feed`."""
     @property
     def buffered(self) -> int:
-        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``),
+        and :attr:`pending` input."""
+    @property
+    def pending(self) -> int:
+        """Bytes of input a feed bounded by ``max_messages`` left unread:
+        the next feed (``feed(b"")`` too) reads them first."""
     def set_limits(
         self,
         *,
@@ -63,7 +69,9 @@ class ChunkReader:
         A server keeps small limits until a peer's connect is accepted,
         then raises them."""
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Consume ``data``; return every message it completes, in order.
+        """Consume ``data`` (after any :attr:`pending` input); return every
+        message it completes, in order: at most ``max_messages`` (when not
+        0), the rest of the input is then :attr:`pending`.
 
         Raises :class:`rtmpx.errors.ProtocolError` when the peer breaks the
         protocol or a limit; the reader is unusable afterwards.

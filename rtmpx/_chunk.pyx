@@ -54,6 +54,8 @@ cdef enum:
     MAX_CSID = 65599
     TYPE_SET_CHUNK_SIZE = 1
     TYPE_ABORT = 2
+    TYPE_AGGREGATE = 22
+    AGGREGATE_PART = 15       # the smallest part of an aggregate: 11-byte header, 4-byte back pointer
 
 
 cpdef int default_csid(int type_id) noexcept:
@@ -173,6 +175,12 @@ cdef class ChunkReader:
     * ``max_message_size``: largest message length a header may declare;
     * ``max_chunk_streams``: most distinct chunk stream ids;
     * ``max_buffered``: most bytes of incomplete messages held at once.
+
+    ``max_messages`` (0: no bound) is the most messages one :meth:`feed`
+    returns (an aggregate counts as the messages it may carry, one per 15
+    bytes: a part's header and back pointer): the rest of its input waits (:attr:`pending`) for the next
+    feed, ``feed(b"")`` included, so that a caller can bound its work per
+    call whatever the input packs (one-byte messages).
     """
 
     cdef InStream* _streams
@@ -189,6 +197,9 @@ cdef class ChunkReader:
     cdef long long _max_buffered
     cdef long long _max_message_size
     cdef Py_ssize_t _max_chunk_streams
+    cdef Py_ssize_t _max_messages  # 0: unbounded
+    cdef Py_ssize_t _taken         # messages the current feed returned (aggregates weigh more)
+    cdef bytes _rest               # input a bounded feed left for the next one
     cdef bint _failed
 
     def __cinit__(self):
@@ -201,13 +212,15 @@ cdef class ChunkReader:
         self._hlen = 0
 
     def __init__(self, *, max_message_size=8 * 1024 * 1024, max_chunk_streams=64,
-                 max_buffered=16 * 1024 * 1024):
+                 max_buffered=16 * 1024 * 1024, max_messages=0):
         _check_int("max_message_size", max_message_size, 0, 2**62)
         _check_int("max_chunk_streams", max_chunk_streams, 1, 2**62)
         _check_int("max_buffered", max_buffered, 0, 2**62)
+        _check_int("max_messages", max_messages, 0, 2**31)
         self._max_message_size = max_message_size
         self._max_chunk_streams = max_chunk_streams
         self._max_buffered = max_buffered
+        self._max_messages = max_messages
 
     def set_limits(self, *, max_message_size=None, max_chunk_streams=None, max_buffered=None):
         """Change limits (those given); they apply to what comes next.
@@ -247,20 +260,45 @@ cdef class ChunkReader:
 
     @property
     def buffered(self):
-        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
-        return self._buffered
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``),
+        and :attr:`pending` input."""
+        return self._buffered + (len(self._rest) if self._rest is not None else 0)
+
+    @property
+    def pending(self):
+        """Bytes of input a feed bounded by ``max_messages`` left unread:
+        the next feed reads them first."""
+        return len(self._rest) if self._rest is not None else 0
 
     def feed(self, data):
-        """Consume ``data``; return every message it completes, in order."""
+        """Consume ``data`` (after any :attr:`pending` input); return every
+        message it completes, in order (at most ``max_messages``)."""
         cdef Py_buffer view
         cdef list out = []
+        cdef bytes whole
+        cdef Py_ssize_t used
         if self._failed:
             raise ProtocolError("chunk reader is unusable after an earlier error")
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             self._received += <uint64_t>view.len
+            self._taken = 0
             try:
-                self._run(<const uint8_t*>view.buf, view.len, out)
+                if self._rest is None:
+                    used = self._run(<const uint8_t*>view.buf, view.len, out, True)
+                    if used < view.len:
+                        self._rest = PyBytes_FromStringAndSize(<const char*>view.buf + used,
+                                                               view.len - used)
+                else:
+                    whole = self._rest
+                    self._rest = None
+                    if view.len:
+                        whole = whole + PyBytes_FromStringAndSize(<const char*>view.buf,
+                                                                  view.len)
+                    used = self._run(<const uint8_t*>_bytes_data(<PyObject*>whole),
+                                     len(whole), out, True)
+                    if used < len(whole):
+                        self._rest = whole[used:]
             except BaseException:
                 self._failed = True
                 raise
@@ -298,7 +336,10 @@ cdef class ChunkReader:
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    cdef int _run(self, const uint8_t* p, Py_ssize_t n, list out) except -1:
+    cdef Py_ssize_t _run(self, const uint8_t* p, Py_ssize_t n, list out, bint bounded) except -1:
+        """Read ``p[:n]``; returns the bytes consumed: ``n``, or less when
+        ``bounded`` and ``max_messages`` messages are out (at a chunk
+        boundary: the rest is read by a later call)."""
         cdef Py_ssize_t pos = 0, take, used, pending
         cdef InStream* st
         cdef uint8_t leftover[MAX_HEADER]
@@ -306,7 +347,9 @@ cdef class ChunkReader:
             if self._cur < 0:
                 # Between chunks: parse the next chunk header.
                 if pos >= n:
-                    return 0
+                    return n
+                if bounded and self._max_messages and self._taken >= self._max_messages:
+                    return pos
                 pending = self._hlen
                 if pending:
                     take = MAX_HEADER - pending
@@ -316,13 +359,13 @@ cdef class ChunkReader:
                     used = self._header(self._hbuf, pending + take)
                     if used == 0:  # still incomplete (so the feed is used up)
                         self._hlen = pending + take
-                        return 0
+                        return n
                     self._hlen = 0
                     if used < pending:
                         # A fmt 3 header that did not consume the 4 bytes it
                         # peeked at: the rest of the carried bytes come first.
                         memcpy(leftover, &self._hbuf[used], pending - used)
-                        self._run(leftover, pending - used, out)
+                        self._run(leftover, pending - used, out, False)
                     else:
                         pos += used - pending
                 else:
@@ -330,7 +373,7 @@ cdef class ChunkReader:
                     if used == 0:  # incomplete header: keep it for the next feed
                         memcpy(self._hbuf, p + pos, n - pos)
                         self._hlen = n - pos
-                        return 0
+                        return n
                     pos += used
             else:
                 # Inside a chunk's payload.
@@ -354,7 +397,7 @@ cdef class ChunkReader:
                     pos += take
                     self._chunk_left -= <uint32_t>take
                 if self._chunk_left:
-                    return 0  # wait for the rest of this chunk
+                    return n  # wait for the rest of this chunk
                 self._cur = -1
                 if st.filled == st.length:
                     self._complete(st, out)
@@ -525,6 +568,9 @@ cdef class ChunkReader:
         m.stream_id = st.stream_id
         m._csid = <int>st.csid
         out.append(m)
+        self._taken += 1
+        if st.type_id == TYPE_AGGREGATE:  # as many messages as it may carry
+            self._taken += PyBytes_GET_SIZE(payload) // AGGREGATE_PART
         if st.type_id == TYPE_SET_CHUNK_SIZE:
             if PyBytes_GET_SIZE(payload) < 4:
                 raise ProtocolError("Set Chunk Size message shorter than 4 bytes")

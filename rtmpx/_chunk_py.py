@@ -51,6 +51,9 @@ _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)  # by fmt
 
 TYPE_SET_CHUNK_SIZE = 1
 TYPE_ABORT = 2
+TYPE_AGGREGATE = 22
+#: The smallest part of an aggregate: an 11-byte header and a 4-byte back pointer.
+_AGGREGATE_PART = 15
 
 # Chunk stream chosen by the writer when Message.csid is None.
 _DEFAULT_CSID = {
@@ -177,6 +180,12 @@ class ChunkReader:
     * ``max_message_size``: largest message length a header may declare;
     * ``max_chunk_streams``: most distinct chunk stream ids;
     * ``max_buffered``: most bytes of incomplete messages held at once.
+
+    ``max_messages`` (0: no bound) is the most messages one :meth:`feed`
+    returns (an aggregate counts as the messages it may carry, one per 15
+    bytes: a part's header and back pointer): the rest of its input waits (:attr:`pending`) for the next
+    feed, ``feed(b"")`` included, so that a caller can bound its work per
+    call whatever the input packs (one-byte messages).
     """
 
     def __init__(
@@ -185,13 +194,18 @@ class ChunkReader:
         max_message_size: int = 8 * 1024 * 1024,
         max_chunk_streams: int = 64,
         max_buffered: int = 16 * 1024 * 1024,
+        max_messages: int = 0,
     ) -> None:
         _check_int("max_message_size", max_message_size, 0, 2**62)
         _check_int("max_chunk_streams", max_chunk_streams, 1, 2**62)
         _check_int("max_buffered", max_buffered, 0, 2**62)
+        _check_int("max_messages", max_messages, 0, 2**31)
         self._max_message_size = max_message_size
         self._max_chunk_streams = max_chunk_streams
         self._max_buffered = max_buffered
+        self._max_messages = max_messages
+        self._rest: bytes | None = None  # input a bounded feed left for the next one
+        self._taken = 0  # messages the current feed returned (aggregates weigh more)
         self._streams: dict[int, _InStream] = {}
         self._chunk_size = 128
         self._received = 0
@@ -237,11 +251,19 @@ class ChunkReader:
 
     @property
     def buffered(self) -> int:
-        """Bytes of incomplete messages held now (bounded by ``max_buffered``)."""
-        return self._buffered
+        """Bytes of incomplete messages held now (bounded by ``max_buffered``),
+        and :attr:`pending` input."""
+        return self._buffered + self.pending
+
+    @property
+    def pending(self) -> int:
+        """Bytes of input a feed bounded by ``max_messages`` left unread:
+        the next feed reads them first."""
+        return len(self._rest) if self._rest is not None else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Consume ``data``; return every message it completes, in order."""
+        """Consume ``data`` (after any :attr:`pending` input); return every
+        message it completes, in order (at most ``max_messages``)."""
         if self._failed:
             raise ProtocolError("chunk reader is unusable after an earlier error")
         view = memoryview(data)
@@ -249,34 +271,45 @@ class ChunkReader:
             raise BufferError("chunk reader needs a C-contiguous buffer")
         view = view.cast("B")
         self._received += len(view)
+        self._taken = 0
         out: list[Message] = []
         try:
-            self._run(view, out)
+            if self._rest is not None:
+                view = memoryview(self._rest + bytes(view))
+                self._rest = None
+            used = self._run(view, out, True)
+            if used < len(view):
+                self._rest = bytes(view[used:])
         except BaseException:
             self._failed = True
             raise
         return out
 
-    def _run(self, view: memoryview, out: list[Message]) -> None:
+    def _run(self, view: memoryview, out: list[Message], bounded: bool) -> int:
+        """Read ``view``; returns the bytes consumed: all, or fewer when
+        ``bounded`` and ``max_messages`` messages are out (at a chunk
+        boundary: the rest is read by a later call)."""
         n = len(view)
         pos = 0
         while True:
             if self._cur is None:
                 # Between chunks: parse the next chunk header.
                 if pos >= n:
-                    return
+                    return n
+                if bounded and self._max_messages and self._taken >= self._max_messages:
+                    return pos
                 pending = len(self._header)
                 take = min(_MAX_HEADER - pending, n - pos)
                 window = bytes(self._header) + bytes(view[pos : pos + take])
                 used = self._parse_header(window)
                 if used == 0:  # incomplete header: keep it for the next feed
                     self._header = bytearray(window)
-                    return
+                    return n
                 self._header.clear()
                 if used < pending:
                     # A fmt 3 header that did not consume the 4 bytes it peeked
                     # at: the rest of the carried bytes come first.
-                    self._run(memoryview(window[used:pending]), out)
+                    self._run(memoryview(window[used:pending]), out, False)
                 else:
                     pos += used - pending
             else:
@@ -293,7 +326,7 @@ class ChunkReader:
                             f"more than {self._max_buffered} bytes of incomplete messages"
                         )
                 if self._chunk_left:
-                    return  # wait for the rest of this chunk
+                    return n  # wait for the rest of this chunk
                 self._cur = None
                 if len(st.buf) == st.length:
                     self._complete(st, out)
@@ -409,6 +442,9 @@ class ChunkReader:
         st.active = False
         self._buffered -= st.length
         out.append(Message(st.type_id, payload, st.timestamp, st.stream_id, st.csid))
+        self._taken += 1
+        if st.type_id == TYPE_AGGREGATE:  # as many messages as it may carry
+            self._taken += len(payload) // _AGGREGATE_PART
         if st.type_id == TYPE_SET_CHUNK_SIZE:
             if len(payload) < 4:
                 raise ProtocolError("Set Chunk Size message shorter than 4 bytes")

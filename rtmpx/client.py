@@ -81,7 +81,7 @@ from .events import (
     VideoData,
 )
 from .media import MAX_HEADERS, PRIMARY_TRACK, HeaderReplay, classify
-from .pacing import Pacer
+from .pacing import Pacer, read_buffer
 from .session import ClientSession, ConnectionState, SessionConfig
 from .session.capabilities import DEFAULT_CAPABILITIES, Capabilities, CapsEx
 from .url import RtmpURL, parse_tc_url, parse_url
@@ -161,7 +161,7 @@ class _FrameLike(Protocol):
     def payload(self) -> Buffer: ...
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(asyncio.BufferedProtocol):
     """The asyncio edge: hands every callback to its :class:`Client`."""
 
     def __init__(self, client: Client) -> None:
@@ -171,8 +171,11 @@ class _Protocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance
         self._client._connection_made(cast(asyncio.Transport, transport))
 
-    def data_received(self, data: bytes) -> None:
-        self._client._data_received(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._client._data_received(read_buffer()[:nbytes])
 
     def eof_received(self) -> bool | None:
         log.debug("server closed its end")
@@ -484,32 +487,34 @@ class Client:
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.flush()  # C0 + C1
 
-    def _data_received(self, data: bytes) -> None:
+    def _data_received(self, data: Buffer) -> None:
         if not self._lost:
             self._pacer.feed(data)
 
-    def _receive(self, data: memoryview) -> bool:
-        """Bytes to the session, its events to the streams (a :class:`Pacer`
-        slice); False once the connection is gone."""
+    def _receive(self, data: Buffer) -> int:
+        """Bytes to the session, its events to the streams (for the
+        :class:`Pacer`): returns the bytes the session still holds unread,
+        or -1 once the connection is gone."""
         if self._lost:
-            return False
+            return -1
+        session = self.session
         try:
-            events = self.session.receive_data(data)
+            events = session.receive_data(data, bounded=True)
             for event in events:
                 self._dispatch(event)
         except ProtocolError as exc:
             log.warning("protocol error from %s: %s", self.url.netloc, str(exc)[:200])
             self._fail(exc)
-            return False
+            return -1
         except Exception as exc:  # a bug: fail this connection, not the event loop
             log.exception("error handling data from %s", self.url.netloc)
             self._fail(exc)
-            return False
+            return -1
         self.flush()
-        return not self._lost
+        return -1 if self._lost else session.input_pending
 
     def _paced(self, hold: bool) -> None:
-        """The pacer keeps a backlog for a later loop turn: stop reading meanwhile."""
+        """The pacer keeps input for a later loop turn: stop reading meanwhile."""
         self._backlogged = hold
         self._update_reading()
 

@@ -3,10 +3,16 @@ merged writes.
 
 A peer can pack thousands of messages into one read (a flood of empty or
 one-byte messages; uvloop reads a busy socket many times per loop turn),
-and each message costs Python work.  :class:`Pacer` hands received bytes
-to a session in slices and stops after :data:`TURN` seconds: the rest
-waits for a later loop turn, with reading paused meanwhile, so one peer
-delays everyone else by at most about one turn.
+and each message costs Python work.  A session reads at most
+:data:`rtmpx.session.base.BATCH` messages per call when asked (the rest
+of the read waits in its chunk reader), and :class:`Pacer` calls it again until the read is done or
+:data:`TURN` seconds have passed: the rest waits for a later loop turn,
+with reading paused meanwhile, so one peer delays everyone else by at
+most about one turn.  Large reads of large messages take one call.
+
+Reads land in one buffer per thread (:func:`read_buffer`, for
+``asyncio.BufferedProtocol``): no allocation and no copy per read; the
+bytes are handled, or copied if they must wait, before the next read.
 
 Writes go the other way: a relay sends each message to many peers, and a
 system call per message and peer is most of what fan-out costs.
@@ -19,84 +25,100 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
-__all__ = ["FLUSH_INTERVAL", "SLICE", "TURN", "Flushable", "Flusher", "Pacer"]
+__all__ = ["FLUSH_INTERVAL", "READ_SIZE", "TURN", "Flushable", "Flusher", "Pacer", "read_buffer"]
 
 log = logging.getLogger("rtmpx")
 
-#: Bytes handed to a session at once (at most this many messages, too).
-SLICE = 8192
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
 #: Seconds of work one connection may take per loop turn.
 TURN = 0.01
 #: Seconds between merged writes, by default (``rtmpx.Server(flush_interval=)``).
 FLUSH_INTERVAL = 0.02
+#: Bytes one read may bring (the size of :func:`read_buffer`).
+READ_SIZE = 256 * 1024
+
+_reads = threading.local()
+
+
+def read_buffer() -> memoryview:
+    """Where a connection's reads go (``asyncio.BufferedProtocol.get_buffer``):
+    one buffer per thread, shared by every connection of the thread's event
+    loop, so what a read brings must be handled or copied before
+    ``buffer_updated`` returns (a :class:`Pacer` does)."""
+    try:
+        view: memoryview = _reads.view
+    except AttributeError:
+        view = _reads.view = memoryview(bytearray(READ_SIZE))
+    return view
 
 
 class Pacer:
-    """Feeds received bytes to ``handle`` slice by slice, for at most
-    :data:`TURN` seconds per loop turn.
+    """Hands received bytes to ``handle``, and calls it again (with no new
+    bytes) while it has input left, for at most :data:`TURN` seconds per
+    loop turn.
 
-    ``handle(data)`` processes bytes and returns False once the connection
-    is gone (the rest is dropped); ``hold(True)`` pauses reading while a
-    backlog waits, ``hold(False)`` resumes it.
+    ``handle(data)`` processes bytes (a bounded number of messages) and
+    returns the bytes it still holds unread, or -1 once the connection is
+    gone (the rest is dropped); ``hold(True)`` pauses reading while input
+    waits for a later turn, ``hold(False)`` resumes it.
     """
 
-    __slots__ = ("_backlog", "_handle", "_hold")
+    __slots__ = ("_handle", "_hold", "_late", "_waiting")
 
-    def __init__(self, handle: Callable[[memoryview], bool],
+    def __init__(self, handle: Callable[[Buffer], int],
                  hold: Callable[[bool], None]) -> None:
         self._handle = handle
         self._hold = hold
-        self._backlog: bytearray | None = None
+        self._waiting = 0                  # bytes the session held at the last call
+        self._late: list[bytes] | None = None  # reads that raced the pause
 
     @property
     def waiting(self) -> int:
         """Bytes received and not processed yet."""
-        return len(self._backlog) if self._backlog is not None else 0
+        late = sum(map(len, self._late)) if self._late is not None else 0
+        return max(self._waiting, 0) + late
 
-    def feed(self, data: bytes) -> None:
-        """Bytes from the transport."""
-        if self._backlog is not None:  # a read that came before the pause took effect
-            self._backlog += data
+    def feed(self, data: Buffer) -> None:
+        """Bytes from the transport (they may be :func:`read_buffer`'s: what
+        waits is copied)."""
+        if self._late is not None:  # a read that came before the pause took effect
+            self._late.append(bytes(data))
             return
-        self._run(memoryview(data))
+        self._run(data)
 
-    def _run(self, view: memoryview) -> None:
-        n = len(view)
-        if n <= SLICE:
-            self._handle(view)
-            return
+    def _run(self, data: Buffer) -> None:
         start = time.perf_counter()
-        pos = 0
-        while pos < n:
-            if not self._handle(view[pos:pos + SLICE]):
-                return
-            pos += SLICE
-            if pos < n and time.perf_counter() - start > TURN:
-                self._backlog = bytearray(view[pos:])
+        left = self._waiting = self._handle(data)
+        while left > 0:
+            if time.perf_counter() - start > TURN:
+                self._late = []
                 self._hold(True)
                 asyncio.get_running_loop().call_soon(self._next_turn)
                 return
+            left = self._waiting = self._handle(b"")
 
     def _next_turn(self) -> None:
-        backlog, self._backlog = self._backlog, None
-        if backlog is None:
+        late, self._late = self._late, None
+        if late is None:
             return
         self._hold(False)
-        self._run(memoryview(backlog))
+        self._run(b"".join(late))
 
     def finish(self) -> None:
-        """Process the backlog now, whatever the time (the connection is
+        """Process what is left now, whatever the time (the connection is
         lost: what it received before is still owed to the others)."""
-        backlog, self._backlog = self._backlog, None
-        if backlog is not None:
-            view = memoryview(backlog)
-            for pos in range(0, len(view), SLICE):
-                if not self._handle(view[pos:pos + SLICE]):
-                    return
+        late, self._late = self._late, None
+        if late is None and self._waiting <= 0:
+            return
+        left = self._waiting = self._handle(b"".join(late or ()))
+        while left > 0:
+            left = self._waiting = self._handle(b"")
 
 
 class Flushable(Protocol):

@@ -1020,3 +1020,98 @@ def test_ffmpeg_style_fmt3_after_fmt0(mod: ModuleType) -> None:
     wire = ffmpeg_style_writer(msgs, 128)
     assert wire == h("04 ffffff 000002 08 01000000 01000000 6162 c4 01000000 6364")
     assert feed_whole(mod, wire) == msgs
+
+
+# -- feeds bounded by max_messages (issue 10: large reads, bounded work per call) ----
+
+
+def feed_bounded(mod: ModuleType, pieces: list[bytes], cap: int) -> list[Tup]:
+    """Feed ``pieces`` to a reader bounded at ``cap`` messages per feed,
+    draining what each feed leaves pending with empty feeds."""
+    r = mod.ChunkReader(max_messages=cap)
+    out: list[Tup] = []
+    for piece in pieces:
+        got = r.feed(piece)
+        assert len(got) <= cap
+        out += [tup(m) for m in got]
+        while r.pending:
+            before = r.pending
+            got = r.feed(b"")
+            assert len(got) <= cap
+            assert r.pending < before  # progress (a partial message may complete nothing)
+            out += [tup(m) for m in got]
+    assert r.bytes_received == sum(len(p) for p in pieces)
+    assert r.buffered == 0 or out  # nothing held but incomplete messages
+    return out
+
+
+@pytest.mark.parametrize("name,data,expected", VECTORS, ids=IDS)
+def test_vector_bounded(mod: ModuleType, name: str, data: bytes, expected: list[Tup]) -> None:
+    for cap in (1, 2, 3):
+        assert feed_bounded(mod, [data], cap) == expected
+        assert feed_bounded(mod, [data[i : i + 1] for i in range(len(data))], cap) == expected
+
+
+def test_a_bounded_feed_leaves_the_rest_pending(mod: ModuleType) -> None:
+    w = mod.ChunkWriter(chunk_size=128)
+    wire = b"".join(w.encode(mod.Message(8, bytes([i % 256]), i, 1)) for i in range(1000))
+    r = mod.ChunkReader(max_messages=64)
+    got = r.feed(wire[:500])
+    assert len(got) == 64 and r.pending > 0
+    assert r.buffered >= r.pending
+    rest = r.pending
+    got += r.feed(wire[500:])  # new input is read after the pending input
+    assert len(got) == 128 and r.pending > rest
+    while r.pending:
+        got += r.feed(b"")
+    assert [m.payload[0] for m in got] == [i % 256 for i in range(1000)]
+    assert [m.timestamp for m in got] == list(range(1000))
+    assert r.bytes_received == len(wire)
+    with pytest.raises(ValueError):
+        mod.ChunkReader(max_messages=-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=uint32, acts=actions, sizes=st.lists(st.integers(1, 300), max_size=8),
+       cap=st.integers(1, 5))
+def test_bounded_feeds_read_what_unbounded_ones_do(start: int, acts: list[Any],
+                                                   sizes: list[int], cap: int) -> None:
+    data, expected = build(C, start, acts)
+    pieces = split(data, sizes)
+    assert feed_bounded(C, pieces, cap) == expected
+    assert feed_bounded(P, pieces, cap) == expected
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=400), sizes=st.lists(st.integers(1, 50), max_size=5),
+       cap=st.integers(1, 4))
+def test_bounded_twins_agree_on_garbage(data: bytes, sizes: list[int], cap: int) -> None:
+    def run(mod: ModuleType) -> tuple[list[Tup], bool]:
+        r = mod.ChunkReader(max_messages=cap)
+        out: list[Tup] = []
+        try:
+            for piece in split(data, sizes):
+                out += [tup(m) for m in r.feed(piece)]
+                while r.pending:
+                    out += [tup(m) for m in r.feed(b"")]
+        except ProtocolError:
+            return out, True
+        return out, False
+
+    assert run(C) == run(P)
+
+
+def test_an_aggregate_counts_as_the_messages_it_may_carry(mod: ModuleType) -> None:
+    """A 64 KiB aggregate may hold 4,369 messages: a feed bounded at 256
+    returns it alone, not with the next ones (the session splits it)."""
+    w = mod.ChunkWriter()
+    agg = mod.Message(22, bytes(15 * 300), 0, 1)
+    wire = b"".join(w.encode(m) for m in (agg, agg, mod.Message(8, b"x", 0, 1)))
+    r = mod.ChunkReader(max_messages=256)
+    assert [m.type_id for m in r.feed(wire)] == [22]
+    assert [m.type_id for m in r.feed(b"")] == [22]
+    assert [m.type_id for m in r.feed(b"")] == [8] and not r.pending
+    small = mod.Message(22, bytes(15 * 10), 0, 1)  # weighs 11
+    w = mod.ChunkWriter()
+    r = mod.ChunkReader(max_messages=256)
+    assert len(r.feed(b"".join(w.encode(small) for _ in range(30)))) == 24

@@ -7,24 +7,34 @@ import time
 
 import pytest
 
-from rtmpx.pacing import SLICE, TURN, Flusher, Pacer
+from rtmpx.pacing import TURN, Flusher, Pacer
+
+#: Bytes the fake session below reads per call (a real one: BATCH messages).
+STEP = 8192
 
 
 class Recorder:
+    """A session that reads at most STEP bytes per call and holds the rest,
+    as a chunk reader bounded by ``max_messages`` does."""
+
     def __init__(self, cost: float = 0.0, stop_after: int | None = None) -> None:
         self.cost = cost
         self.got = bytearray()
-        self.slices = 0
+        self.held = bytearray()
+        self.calls = 0
         self.holds: list[bool] = []
         self.stop_after = stop_after
 
-    def handle(self, data: memoryview) -> bool:
-        assert len(data) <= SLICE
-        self.got += data
-        self.slices += 1
+    def handle(self, data: bytes | bytearray | memoryview) -> int:
+        self.held += data
+        self.got += self.held[:STEP]
+        del self.held[:STEP]
+        self.calls += 1
         if self.cost:
             time.sleep(self.cost)
-        return self.stop_after is None or self.slices < self.stop_after
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            return -1
+        return len(self.held)
 
     def hold(self, on: bool) -> None:
         self.holds.append(on)
@@ -35,18 +45,19 @@ async def test_a_long_read_is_spread_over_loop_turns() -> None:
     go, and everyone else waited seconds."""
     rec = Recorder(cost=TURN / 2)
     pacer = Pacer(rec.handle, rec.hold)
-    data = bytes(range(256)) * (40 * SLICE // 256)
+    data = bytes(range(256)) * (40 * STEP // 256)
     others: list[int] = []
 
     async def someone_else() -> None:
         for _ in range(50):
-            others.append(rec.slices)
+            others.append(rec.calls)
             await asyncio.sleep(0)
 
     task = asyncio.create_task(someone_else())
     await asyncio.sleep(0)
     pacer.feed(data)
-    assert rec.slices <= 4 and rec.holds == [True]  # reading paused, the rest waits
+    assert rec.calls <= 4 and rec.holds == [True]  # reading paused, the rest waits
+    assert pacer.waiting == len(data) - len(rec.got)
     pacer.feed(b"more")                               # a read that raced the pause
     await task
     while pacer.waiting:
@@ -56,25 +67,28 @@ async def test_a_long_read_is_spread_over_loop_turns() -> None:
     assert len(set(others)) > 5  # the other task ran between the turns
 
 
-async def test_small_reads_go_straight_through() -> None:
+async def test_a_read_the_session_takes_at_once_is_one_call() -> None:
     rec = Recorder()
     pacer = Pacer(rec.handle, rec.hold)
-    pacer.feed(b"x" * SLICE)
-    assert rec.slices == 1 and not rec.holds and not pacer.waiting
+    pacer.feed(b"x" * STEP)
+    assert rec.calls == 1 and not rec.holds and not pacer.waiting
+    pacer.feed(b"y" * (3 * STEP))   # a large read of cheap messages: calls until done
+    assert rec.calls == 4 and not rec.holds and not pacer.waiting
 
 
 async def test_finish_delivers_the_backlog_and_a_gone_connection_stops_it() -> None:
     rec = Recorder(cost=TURN)
     pacer = Pacer(rec.handle, rec.hold)
-    data = b"y" * (10 * SLICE)
+    data = b"y" * (10 * STEP)
     pacer.feed(data)
     assert pacer.waiting
+    pacer.feed(b"late")
     pacer.finish()  # the connection is lost: what came before is still handled
-    assert bytes(rec.got) == data and not pacer.waiting
+    assert bytes(rec.got) == data + b"late" and not pacer.waiting
     gone = Recorder(stop_after=2)
     pacer = Pacer(gone.handle, gone.hold)
     pacer.feed(data)
-    assert gone.slices == 2 and not pacer.waiting
+    assert gone.calls == 2 and not pacer.waiting
 
 
 class Flushed:

@@ -41,8 +41,9 @@ from ..events import (
     Unpublished,
     VideoData,
 )
-from ..pacing import Flusher, Pacer
+from ..pacing import Flusher, Pacer, read_buffer
 from ..session import ConnectionState, ServerSession, SessionConfig
+from ..session.base import Buffer
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .hooks import Hooks, Request
 from .hub import Channel, Hub, HubLimits, Publication
@@ -155,7 +156,7 @@ class RtmpPublisher:
         self.connection.publication_stopped(self.stream_id, reason)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One client connection: bytes to the session, events to the hub."""
 
     def __init__(self, context: ConnectionContext) -> None:
@@ -251,40 +252,50 @@ class Connection(asyncio.Protocol):
         for data in early:
             self.data_received(data)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(read_buffer()[:nbytes])
+
+    def data_received(self, data: Buffer) -> None:
+        """Received bytes (maybe in :func:`~rtmpx.pacing.read_buffer`: handled
+        or copied before this returns)."""
         if self.closed:
             return
         if self._tls is not None:
             # decrypted before start_tls returned the transport to answer on
-            self._early.append(data)
+            self._early.append(bytes(data))
             return
         self.last_rx = time.monotonic()
         self.bytes_in += len(data)
         self._pacer.feed(data)
 
-    def _receive(self, data: memoryview) -> bool:
-        """Bytes to the session, its events to the hub (a :class:`Pacer`
-        slice); False once the connection is gone."""
+    def _receive(self, data: Buffer) -> int:
+        """Bytes to the session, its events to the hub (for the
+        :class:`Pacer`): returns the bytes the session still holds unread,
+        or -1 once the connection is gone."""
         if self.closed:
-            return False
+            return -1
+        session = self.session
         try:
-            for event in self.session.receive_data(data):
+            for event in session.receive_data(data, bounded=True):
                 self._event(event)
             if self._deadline is not None:
                 self._next_stage()
         except ProtocolError as exc:
             limit_hit("protocol", self.peer, str(exc)[:200])
             self.abort()
-            return False
+            return -1
         except Exception:  # a bug: it costs this connection, never the server
             log.exception("%s: error while handling its data", self.peer)
             self.abort()
-            return False
+            return -1
         self.flush()
-        return not self.closed
+        return -1 if self.closed else session.input_pending
 
     def _paced(self, hold: bool) -> None:
-        """The pacer keeps a backlog for a later loop turn: stop reading meanwhile."""
+        """The pacer keeps input for a later loop turn: stop reading meanwhile."""
         self._backlogged = hold
         self._update_reading()
 

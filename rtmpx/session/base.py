@@ -49,6 +49,9 @@ __all__ = ["Buffer", "MessageStream", "Session", "SessionConfig", "encode_shared
 
 Buffer = bytes | bytearray | memoryview
 
+#: Messages :meth:`Session.receive_data` reads per call when ``bounded``.
+BATCH = 256
+
 _U32 = struct.Struct(">I")
 _UC_U32 = struct.Struct(">HI")
 _BW = struct.Struct(">IB")
@@ -179,7 +182,8 @@ class Session:
         self._reader = ChunkReader(
             max_message_size=min(cfg.max_message_size, cfg.max_connect_message),
             max_chunk_streams=min(cfg.max_chunk_streams, cfg.max_connect_chunk_streams),
-            max_buffered=min(cfg.max_buffered, cfg.max_connect_message))
+            max_buffered=min(cfg.max_buffered, cfg.max_connect_message),
+            max_messages=BATCH)
         self._writer = ChunkWriter()
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -195,8 +199,13 @@ class Session:
 
     # -- the I/O edge ---------------------------------------------------------
 
-    def receive_data(self, data: Buffer) -> list[Event]:
+    def receive_data(self, data: Buffer, *, bounded: bool = False) -> list[Event]:
         """Feed received bytes; returns the events they complete.
+
+        ``bounded``: read at most :data:`BATCH` messages; the rest of the
+        input waits (:attr:`input_pending`) for a later call,
+        ``receive_data(b"", bounded=True)`` included (a caller that takes
+        turns with other work: :class:`rtmpx.pacing.Pacer`).
 
         Raises :class:`~rtmpx.ProtocolError` when the peer broke the
         protocol; the session is then dead and raises again on any input.
@@ -206,9 +215,13 @@ class Session:
         try:
             if self._state is ConnectionState.HANDSHAKE:
                 data = self._feed_handshake(data)
-            if data:
-                for message in self._reader.feed(data):
+            reader = self._reader
+            if data or reader.pending:
+                for message in reader.feed(data):
                     self._handle(message)
+                while not bounded and reader.pending:
+                    for message in reader.feed(b""):
+                        self._handle(message)
                 self._maybe_acknowledge()
         except ProtocolError as exc:
             self._failed = exc
@@ -246,6 +259,12 @@ class Session:
         """Whether the peer's first handshake packet (C0+C1, or S0+S1) is
         in: a server then waits for C2."""
         return self._hello
+
+    @property
+    def input_pending(self) -> int:
+        """Bytes received and not read yet by a ``bounded`` call (more than
+        :data:`BATCH` messages came at once): call :meth:`receive_data` again."""
+        return int(self._reader.pending)
 
     @property
     def buffered_bytes(self) -> int:

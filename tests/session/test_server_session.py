@@ -335,3 +335,36 @@ def test_fc_unpublish_withdraws_a_pending_publish() -> None:
     assert server.session.stream_state(sid) is StreamState.IDLE
     retry = server.send(command("publish", 0, None, "k", "live", stream_id=sid))
     assert of(PublishRequest, retry) and server.session.is_pending(retry[0])
+
+
+def test_a_bounded_read_takes_a_batch_and_keeps_the_rest() -> None:
+    """Issue 10: a caller that takes turns (the Pacer) hands a whole large
+    read at once; ``bounded`` reads at most BATCH messages of it per call."""
+    from rtmpx.events import AudioData
+    from rtmpx.session.base import BATCH
+
+    pair = Pair()
+    pair.connect()
+    sid = pair.stream()
+    pair.client.publish(sid, "flood")
+    pair.pump()
+    pair.server.accept_publish(sid)
+    pair.pump()
+    count = 3 * BATCH + 7
+    for i in range(count):
+        pair.client.send_audio(sid, i, b"\xaf\x01" + bytes([i % 256]))
+    wire = pair.client.data_to_send()
+    server = pair.server
+    got = server.receive_data(wire, bounded=True)
+    assert len(of(AudioData, got)) == BATCH and server.input_pending > 0
+    calls = 1
+    while server.input_pending:
+        got += server.receive_data(b"", bounded=True)
+        calls += 1
+    audio = of(AudioData, got)
+    assert calls == 4 and [a.timestamp for a in audio] == list(range(count))
+    # unbounded (the default): everything in one call
+    for i in range(count):
+        pair.client.send_audio(sid, count + i, b"\xaf\x01\x00")
+    assert len(of(AudioData, server.receive_data(pair.client.data_to_send()))) == count
+    assert server.input_pending == 0
