@@ -28,12 +28,9 @@ import argparse
 import asyncio
 import collections
 import json
-import os
-import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,141 +41,26 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-NGINX = Path("/usr/sbin/nginx")
-NGINX_RTMP = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+sys.path.insert(0, str(ROOT))  # this checkout's rtmpx, run from anywhere
+
+from rtmpx.benchmark.runner import (
+    Processes,
+    Sample,
+    ServerProcess,
+    cpu_seconds,
+    ffmpeg_exe,
+    find_nginx,
+    machine,
+    make_sample,
+    rss_kb,
+    scan_log,
+    start_nginx,
+    start_rtmpx,
+    stop_process,
+)
+
 STREAM = "live/bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 KEEP_UP = 0.95  # players must receive at >= 95% of real time
-
-# The rtmpx CLI picks uvloop whenever it is importable; these two launchers
-# pin the event loop so that the variants are what their names say.
-ASYNCIO_LAUNCH = ("import sys; sys.modules['uvloop'] = None; "
-                  "from rtmpx.__main__ import main; sys.exit(main())")
-UVLOOP_LAUNCH = ("import sys, uvloop; "
-                 "from rtmpx.__main__ import main; sys.exit(main())")
-
-
-# --- small helpers ---------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not listen on {port} within {timeout} s")
-            time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
-
-
-def status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; only the given process."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.terminate()
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}; "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}")
-
-
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
-# --- the sample ------------------------------------------------------------------
-
-@dataclass
-class Sample:
-    path: Path
-    seconds: float          # media duration (last - first timestamp)
-    video_frames: int       # coded video frames (no sequence headers)
-    audio_frames: int       # coded audio frames (no sequence headers)
-    bytes: int              # sum of audio/video tag bodies
-
-    @property
-    def frames(self) -> int:
-        return self.video_frames + self.audio_frames
-
-
-def make_sample(ffmpeg: str, seconds: float, size: str, bitrate: str) -> Sample:
-    """Encode (once, cached in the temp dir) the H.264/AAC FLV sample."""
-    from rtmpx.flv import read_tags
-
-    cache = Path(tempfile.gettempdir()) / "rtmpx-relay-load"
-    cache.mkdir(exist_ok=True)
-    path = cache / f"sample-{size}-{bitrate}-{seconds:g}s.flv"
-    if not path.exists():
-        tmp = path.with_suffix(".part.flv")
-        subprocess.run(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
-             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-             "-t", f"{seconds:g}",
-             "-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate,
-             "-maxrate", bitrate, "-bufsize", bitrate, "-g", "50", "-pix_fmt", "yuv420p",
-             "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(tmp)],
-            check=True, timeout=300, capture_output=True)
-        tmp.rename(path)
-    video = audio = size_bytes = 0
-    first = last = None
-    for tag in read_tags(path):
-        if tag.is_script:
-            continue
-        frame = tag.frame()
-        size_bytes += len(tag.payload)
-        first = tag.timestamp if first is None else first
-        last = tag.timestamp
-        if frame.is_sequence_header or frame.is_end_of_sequence:
-            continue
-        if tag.is_video:
-            video += 1
-        else:
-            audio += 1
-    return Sample(path, ((last or 0) - (first or 0)) / 1000, video, audio, size_bytes)
 
 
 # --- the player worker (a separate process) --------------------------------------
@@ -211,7 +93,7 @@ async def _players(url: str, count: int, deadline: float) -> dict[str, Any]:
         counted_ready = False
         try:
             async with rtmpx.connect(url, timeout=20) as client:
-                base, _, name = url.rpartition("/")
+                name = url.rpartition("/")[2]
                 stream = client.play(name, until_unpublish=True)
                 async with stream:
                     ready[0] += 1
@@ -267,69 +149,6 @@ def player_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- servers ---------------------------------------------------------------------
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    command: str
-
-
-def start_rtmpx(name: str, folder: Path, uvloop: bool) -> Server:
-    port = free_port()
-    log = folder / f"{name}.log"
-    args = [sys.executable, "-c", UVLOOP_LAUNCH if uvloop else ASYNCIO_LAUNCH,
-            "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                cwd=ROOT)
-    server = Server(name, proc, port, log, shlex.join(args))
-    try:
-        wait_listening(proc, port)
-    except BaseException:
-        stop_process(proc)
-        raise
-    return server
-
-
-def start_nginx(folder: Path) -> Server:
-    port = free_port()
-    conf = folder / "nginx.conf"
-    (folder / "logs").mkdir(exist_ok=True)
-    conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log stderr warn;
-pid {folder}/nginx.pid;
-load_module {NGINX_RTMP};
-events {{ worker_connections 1024; }}
-rtmp {{
-    server {{
-        listen 127.0.0.1:{port};
-        chunk_size 4096;
-        application live {{
-            live on;
-        }}
-    }}
-}}
-""")
-    log = folder / "nginx.log"
-    args = [str(NGINX), "-c", str(conf), "-p", str(folder)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    server = Server("nginx", proc, port, log, shlex.join(args))
-    try:
-        wait_listening(proc, port)
-    except BaseException:
-        stop_process(proc)
-        raise
-    return server
-
-
 # --- one measured run ------------------------------------------------------------
 
 @dataclass
@@ -352,17 +171,15 @@ class Result:
     note: str = ""
 
 
-def measure(server: Server, players: int, sample: Sample, ffmpeg: str, folder: Path,
-            procs: list[subprocess.Popen[Any]], profile: Path | None,
-            py_spy: str | None) -> Result:
+def measure(server: ServerProcess, players: int, sample: Sample, ffmpeg: str, folder: Path,
+            procs: Processes, profile: Path | None, py_spy: str | None) -> Result:
     url = f"rtmp://127.0.0.1:{server.port}/{STREAM}"
     res = Result(server.name, players)
     deadline = sample.seconds + 40
-    worker = subprocess.Popen(
+    worker = procs.start(
         [sys.executable, str(Path(__file__).resolve()), "--player-worker", "--url", url,
          "--count", str(players), "--deadline", f"{deadline:.0f}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    procs.append(worker)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     assert worker.stdout is not None
     line = worker.stdout.readline().decode()  # READY (the worker bounds its wait: 60 s)
     if not line.startswith("READY"):
@@ -372,23 +189,20 @@ def measure(server: Server, players: int, sample: Sample, ffmpeg: str, folder: P
     pid = server.proc.pid
     cpu0 = cpu_seconds(pid)
     t0 = time.monotonic()
-    publisher = subprocess.Popen(
+    publisher = procs.start(
         [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(sample.path),
-         "-c", "copy", "-f", "flv", url],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    procs.append(publisher)
+         "-c", "copy", "-f", "flv", url], stderr=subprocess.PIPE)
     spy = None
     if profile is not None and py_spy is not None:
-        spy = subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--duration", f"{max(1, int(sample.seconds) - 1)}",
-             "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(profile)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(folder / "py-spy.log").open("wb"))
-        procs.append(spy)
+        with (folder / "py-spy.log").open("wb") as spy_log:
+            spy = procs.start(
+                [py_spy, "record", "--pid", str(pid), "--duration",
+                 f"{max(1, int(sample.seconds) - 1)}", "--rate", "200", "--nonblocking",
+                 "--format", "raw", "-o", str(profile)], stderr=spy_log)
     rss = 0
     limit = time.monotonic() + sample.seconds + 30
     while publisher.poll() is None and time.monotonic() < limit:
-        rss = max(rss, status_kb(pid, "VmRSS"))
+        rss = max(rss, rss_kb(pid))
         time.sleep(0.2)
     if publisher.poll() is None:
         res.note = "publisher overran its time limit; "
@@ -408,8 +222,8 @@ def measure(server: Server, players: int, sample: Sample, ffmpeg: str, folder: P
     t1 = time.monotonic()
     res.cpu = cpu_seconds(pid) - cpu0
     res.window = t1 - t0
-    res.rss_peak_kb = max(rss, status_kb(pid, "VmRSS"))
-    res.hwm_kb = status_kb(pid, "VmHWM")
+    res.rss_peak_kb = max(rss, rss_kb(pid))
+    res.hwm_kb = rss_kb(pid, "VmHWM")
     if spy is not None:
         try:
             spy.wait(timeout=30)
@@ -441,19 +255,6 @@ def measure(server: Server, players: int, sample: Sample, ffmpeg: str, folder: P
     res.failed = sum(1 for p in ps if p["ended"] != "unpublished")
     res.errors = data["errors"]
     return res
-
-
-def scan_log(path: Path) -> list[str]:
-    """Warnings, errors and tracebacks in a server's log."""
-    notes = []
-    try:
-        for line in path.read_text("utf-8", "replace").splitlines():
-            low = line.lower()
-            if any(k in low for k in ("traceback", "error", "warn", "exception", "alert", "crit")):
-                notes.append(line.strip())
-    except OSError:
-        pass
-    return notes
 
 
 # --- the table -------------------------------------------------------------------
@@ -565,18 +366,19 @@ def main(argv: list[str] | None = None) -> int:
     if "rtmpx" in wanted:
         variants.append("rtmpx")
         if args.uvloop:
-            probe = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True)
+            probe = subprocess.run([sys.executable, "-c", "import uvloop"], capture_output=True,
+                                   check=False)
             if probe.returncode == 0:
                 variants.append("rtmpx-uvloop")
             else:
                 notes.append("rtmpx-uvloop skipped: uvloop is not importable "
                              "(pip install uvloop, or PYTHONPATH to it)")
+    peer, nginx, nginx_module = find_nginx()
     if "nginx" in wanted:
-        if NGINX.exists() and NGINX_RTMP.exists():
+        if peer.available:
             variants.append("nginx")
         else:
-            notes.append(f"nginx skipped: {NGINX} or {NGINX_RTMP} missing "
-                         "(apt-get install nginx libnginx-mod-rtmp)")
+            notes.append(f"nginx skipped: {peer.detail}")
     py_spy = args.py_spy or shutil.which("py-spy")
     if args.profile is not None and py_spy is None:
         notes.append("profile skipped: py-spy not found (pip install py-spy)")
@@ -584,10 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine: {machine()}")
     ffmpeg = ffmpeg_exe()
-    sample = make_sample(ffmpeg, args.seconds, args.size, args.bitrate)
+    if ffmpeg is None:
+        parser.error("FFmpeg not found: pip install imageio-ffmpeg")
+    sample = make_sample(ffmpeg, size=args.size, bitrate=args.bitrate, seconds=args.seconds)
     print(f"sample: {sample.path} ({args.size} 25 fps H.264 {args.bitrate} + AAC, "
-          f"{sample.seconds:.2f} s, {sample.video_frames} video + {sample.audio_frames} "
-          f"audio frames, {sample.bytes * 8 / sample.seconds / 1e6:.2f} Mbit/s of tag bodies)")
+          f"{sample.seconds:.2f} s, {sample.frames} audio + video frames, "
+          f"{sample.bytes * 8 / sample.seconds / 1e6:.2f} Mbit/s of tag bodies)")
     print(f"publisher: {shlex.join([ffmpeg, '-re', '-i', str(sample.path), '-c', 'copy', '-f', 'flv', 'rtmp://127.0.0.1:PORT/' + STREAM])}")
     print(f"players: rtmpx.connect + play in one helper process per run "
           f"({shlex.join([sys.executable, 'bench/relay_load.py', '--player-worker', '...'])})")
@@ -598,39 +402,35 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     results: list[Result] = []
-    procs: list[subprocess.Popen[Any]] = []
     commands: dict[str, str] = {}
     log_notes: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="rtmpx-relay-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rtmpx-relay-load-") as tmp, Processes() as procs:
         folder = Path(tmp)
-        try:
-            for n in counts:
-                for variant in variants:
-                    run_dir = folder / f"{variant}-{n}"
-                    run_dir.mkdir()
-                    if variant == "nginx":
-                        server = start_nginx(run_dir)
-                    else:
-                        server = start_rtmpx(variant, run_dir, variant == "rtmpx-uvloop")
-                    procs.append(server.proc)
-                    commands[variant] = server.command.replace(str(run_dir), "TMP")
-                    profile = (args.profile if variant == "rtmpx" and n == max(counts)
-                               and py_spy is not None else None)
-                    try:
-                        res = measure(server, n, sample, ffmpeg, run_dir, procs, profile, py_spy)
-                    finally:
-                        stop_process(server.proc)
-                    res.log_notes = scan_log(server.log)
-                    if server.proc.returncode not in (0, None, -signal.SIGTERM):
-                        res.note += f"server exit code {server.proc.returncode}; "
-                    if res.log_notes:
-                        log_notes[f"{variant} N={n}"] = res.log_notes
-                    results.append(res)
-                    print(f"  done: {variant:13s} N={n:4d}  window {res.window:5.1f} s  "
-                          f"cpu {res.cpu:6.2f} s  {res.note}", file=sys.stderr, flush=True)
-        finally:
-            for proc in reversed(procs):
-                stop_process(proc)
+        for n in counts:
+            for variant in variants:
+                run_dir = folder / f"{variant}-{n}"
+                run_dir.mkdir()
+                if variant == "nginx":
+                    server = start_nginx(procs, run_dir, nginx, nginx_module)
+                else:
+                    server = start_rtmpx(
+                        procs, run_dir, name=variant,
+                        loop="uvloop" if variant == "rtmpx-uvloop" else "asyncio")
+                commands[variant] = server.command.replace(str(run_dir), "TMP")
+                profile = (args.profile if variant == "rtmpx" and n == max(counts)
+                           and py_spy is not None else None)
+                try:
+                    res = measure(server, n, sample, ffmpeg, run_dir, procs, profile, py_spy)
+                finally:
+                    procs.stop(server.proc)
+                res.log_notes = scan_log(server.log)
+                if server.proc.returncode not in (0, None, -signal.SIGTERM):
+                    res.note += f"server exit code {server.proc.returncode}; "
+                if res.log_notes:
+                    log_notes[f"{variant} N={n}"] = res.log_notes
+                results.append(res)
+                print(f"  done: {variant:13s} N={n:4d}  window {res.window:5.1f} s  "
+                      f"cpu {res.cpu:6.2f} s  {res.note}", file=sys.stderr, flush=True)
 
     print()
     for variant, command in commands.items():

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .errors import RtmpError
+from .pacing import FLUSH_INTERVAL
 
 
 def _amf_encode(args: argparse.Namespace) -> int:
@@ -43,10 +44,10 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return int(uvloop.run(coro))
 
 
-async def _until_signal() -> None:
+async def _until_signal(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
@@ -123,12 +124,18 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import Server, StatsServer
+def _make_server(args: argparse.Namespace, **extra: Any) -> Any:
+    """The :class:`~rtmpx.Server` of the ``serve`` options (``extra``:
+    more keywords; ``claim``: a last ``on_publish`` hook)."""
+    from .server import Server
+    from .server.auth import all_of
 
     on_publish = _access(args.publish_app, args.publish_token, args.publish_token_file,
                          "RTMPX_PUBLISH_TOKEN")
     on_play = _access(args.play_app, args.play_token, args.play_token_file, "RTMPX_PLAY_TOKEN")
+    claim = extra.pop("claim", None)
+    if claim is not None:
+        on_publish = all_of(on_publish, claim)
 
     tls = None
     if args.tls_cert:
@@ -136,22 +143,40 @@ def _serve(args: argparse.Namespace) -> int:
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
+    return Server(args.host, args.port, ssl=tls, record_dir=args.record,
+                  push=args.push, pull=args.pull,
+                  duplicate_publish="replace" if args.replace else "reject",
+                  flush_interval=args.flush_interval / 1000,
+                  on_publish=on_publish, on_play=on_play, **_limit_settings(args), **extra)
+
+
+def _banner(args: argparse.Namespace, port: int, stats_port: int | None) -> None:
+    scheme = "rtmps" if args.tls_cert else "rtmp"
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    workers = f" with {args.workers} workers" if args.workers > 1 else ""
+    print(f"rtmpx {__version__} serving {scheme}://{shown}:{port}/APP/STREAM{workers}"
+          + (f", stats on http://{args.stats_host}:{stats_port}/stats" if stats_port else ""),
+          flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import StatsServer
+
+    if args.worker_control is not None:
+        return _run(_serve_worker(args))
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if args.workers > 1:
+        return _run(_supervise(args))
+    server = _make_server(args)  # hooks and TLS are checked before the loop starts
 
     async def main() -> int:
-        server = Server(args.host, args.port, ssl=tls, record_dir=args.record,
-                        push=args.push, pull=args.pull,
-                        duplicate_publish="replace" if args.replace else "reject",
-                        on_publish=on_publish, on_play=on_play, **_limit_settings(args))
         await server.start()
         stats = None
         if args.stats_port is not None:
             stats = StatsServer(server, args.stats_host, args.stats_port)
             await stats.start()
-        scheme = "rtmps" if tls else "rtmp"
-        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        print(f"rtmpx {__version__} serving {scheme}://{shown}:{server.port}/APP/STREAM"
-              + (f", stats on http://{args.stats_host}:{stats.port}/stats" if stats else ""),
-              flush=True)
+        _banner(args, server.port, stats.port if stats else None)
         try:
             await _until_signal()
         finally:
@@ -161,6 +186,56 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
 
     return _run(main())
+
+
+async def _supervise(args: argparse.Namespace) -> int:
+    """``serve --workers N``: the supervisor (see :mod:`rtmpx.server.workers`)."""
+    from .server import StatsServer
+    from .server.workers import Supervisor
+
+    _make_server(args)  # fail here, once, on a bad token file or certificate
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    command = [sys.executable, "-m", "rtmpx", "--log-level", args.log_level, "serve"]
+    supervisor = Supervisor(args.workers, settings, host=args.host, port=args.port,
+                            command=command)
+    await supervisor.start()
+    stats = None
+    try:
+        if args.stats_port is not None:
+            stats = StatsServer(supervisor, args.stats_host, args.stats_port)
+            await stats.start()
+        _banner(args, supervisor.port, stats.port if stats else None)
+        await _until_signal()
+    finally:
+        if stats is not None:
+            await stats.close()
+        await supervisor.close()
+    return 0
+
+
+async def _serve_worker(args: argparse.Namespace) -> int:
+    """One worker of ``serve --workers N``: the supervisor's settings, the
+    shared port; stops on SIGTERM or when the supervisor is gone."""
+    from .server.workers import Worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us
+    worker = await Worker.connect(args.worker_control, args.worker_index)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s %(levelname)s worker {worker.index} %(name)s: %(message)s"))
+    server = _make_server(argparse.Namespace(**worker.settings), reuse_port=True,
+                          claim=worker.claim)
+    await worker.start(server)
+    assert worker.lost is not None
+    stop = asyncio.ensure_future(_until_signal((signal.SIGTERM,)))
+    try:
+        await asyncio.wait([stop, worker.lost], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        await worker.close()
+        await server.close()
+        worker.detach()
+    return 0
 
 
 class _Progress:
@@ -262,6 +337,12 @@ def _play(args: argparse.Namespace) -> int:
     return _run(main())
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmark.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rtmpx`` command."""
     parser = argparse.ArgumentParser(
@@ -284,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fetch streams that have no local publisher from URL (rtmp://origin/app)")
     serve.add_argument("--replace", action="store_true",
                        help="a second publisher of a live key replaces the first (default: reject)")
+    serve.add_argument("--flush-interval", type=float, default=FLUSH_INTERVAL * 1000,
+                       metavar="MS",
+                       help="merge players' media writes over MS milliseconds "
+                            f"({FLUSH_INTERVAL * 1000:g}; 0: write every message at once)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve RTMPS with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     serve.add_argument("--publish-token", action="append", default=[], metavar="TOKEN",
@@ -303,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--play-app", action="append", default=[], metavar="APP",
                        help="allow playing only from application APP (exact name), "
                             "repeatable (default: any)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run N worker processes on the port (Linux SO_REUSEPORT); "
+                            "players see streams published to any worker (1)")
+    serve.add_argument("--worker-control", help=argparse.SUPPRESS)   # a worker's supervisor
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     _limit_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -320,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--duration", type=float, metavar="S",
                       help="stop after S seconds (default: until the stream ends)")
     play.set_defaults(func=_play)
+
+    from .benchmark.cli import add_arguments as bench_arguments
+
+    bench = commands.add_parser(
+        "bench", help="rtmpx next to nginx-rtmp under the same load: a table of ratios")
+    bench_arguments(bench)
+    bench.set_defaults(func=_bench)
 
     amf_parser = commands.add_parser("amf", help="encode or decode AMF0/AMF3 values")
     amf_commands = amf_parser.add_subparsers(dest="amf_command", required=True, metavar="ACTION")
