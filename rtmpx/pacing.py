@@ -39,7 +39,7 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 #: Seconds of work one connection may take per loop turn.
 TURN = 0.01
 #: Seconds between merged writes, by default (``rtmpx.Server(flush_interval=)``).
-FLUSH_INTERVAL = 0.02
+FLUSH_INTERVAL = 0.05
 #: Bytes one read may bring (the size of :func:`read_buffer`).
 READ_SIZE = 256 * 1024
 

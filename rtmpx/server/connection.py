@@ -190,6 +190,7 @@ class Connection(asyncio.BufferedProtocol):
         self._backlogged = False
         self._pacer = Pacer(self._receive, self._paced)
         self._merged = 0         # media bytes queued for the next merged flush
+        self._flusher = context.flusher
         # merged bytes held at most: small next to a player's queue bound, so
         # that a flush cannot jump a backlog past the drop rule to the kick
         self._merge_max = min(MERGE_MAX, context.limits.max_queue // 8)
@@ -354,7 +355,7 @@ class Connection(asyncio.BufferedProtocol):
         ``max_queue``) wait.  Anything flushed before takes them
         along, in order."""
         self.session.send_shared(type_id, data)
-        flusher = self.context.flusher
+        flusher = self._flusher
         merged = self._merged
         if flusher is None or merged + len(data) >= self._merge_max:
             self.flush()

@@ -72,14 +72,15 @@ class PlayerSink:
     publication that starts after that is announced to the player
     (StreamBegin, NetStream.Play.PublishNotify)."""
 
-    __slots__ = ("_behind_since", "_skip_to_key", "audio", "closed", "joined", "limits",
-                 "output", "paused", "peer", "stats", "stream_id", "video")
+    __slots__ = ("_behind_since", "_max_queue", "_skip_to_key", "audio", "closed", "joined",
+                 "limits", "output", "paused", "peer", "stats", "stream_id", "video")
 
     def __init__(self, output: PlayerOutput, stream_id: int, limits: HubLimits, *,
                  peer: str = "", audio: bool = True, video: bool = True) -> None:
         self.output = output
         self.stream_id = stream_id
         self.limits = limits
+        self._max_queue = limits.max_queue
         self.peer = peer
         self.audio = audio
         self.video = video
@@ -132,11 +133,12 @@ class PlayerSink:
         type_id = packet.type_id
         header = packet.header
         output = self.output
+        max_queue = self._max_queue
         if type_id == VIDEO and not header:
             if self.paused or not self.video:
                 return
             queued = output.backlog()
-            if queued > self.limits.max_queue:
+            if queued > max_queue:
                 # behind: drop video until the next keyframe
                 self._skip_to_key = True
                 if self._behind_since is None:
@@ -144,7 +146,7 @@ class PlayerSink:
                 self.stats.dropped += 1
                 return
             if self._skip_to_key:
-                if not packet.keyframe or queued > self.limits.max_queue // 2:
+                if not packet.keyframe or queued > max_queue // 2:
                     self.stats.dropped += 1
                     return
                 self._skip_to_key = False
@@ -153,10 +155,11 @@ class PlayerSink:
             return
         else:
             queued = output.backlog()
-        if queued > 2 * self.limits.max_queue:
-            self.kick(f"max_queue={self.limits.max_queue}", "write queue over twice max_queue")
+        if queued > 2 * max_queue:
+            self.kick(f"max_queue={max_queue}", "write queue over twice max_queue")
             return
-        shape = (output.session.chunk_size, self.stream_id)
+        session = output.session
+        shape = (session.chunk_size, self.stream_id)
         shared = packet.shared
         if shared is None:
             shared = packet.shared = {}
