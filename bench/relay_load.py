@@ -56,7 +56,6 @@ from rtmpx.benchmark.runner import (
     scan_log,
     start_nginx,
     start_rtmpx,
-    stop_process,
 )
 
 STREAM = "live/bench"
@@ -67,17 +66,8 @@ KEEP_UP = 0.95  # players must receive at >= 95% of real time
 
 async def _players(url: str, count: int, deadline: float) -> dict[str, Any]:
     import rtmpx
-    import rtmpx.client as rclient
 
-    wire = [0]
-    original = rclient._Protocol.data_received
-
-    def counted(self: Any, data: bytes) -> None:  # bytes off the socket, all players
-        wire[0] += len(data)
-        original(self, data)
-
-    rclient._Protocol.data_received = counted  # type: ignore[method-assign]
-
+    wire = [0]   # bytes the players' sessions read off their sockets (Client.session)
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + deadline
     started = asyncio.Event()
@@ -93,28 +83,31 @@ async def _players(url: str, count: int, deadline: float) -> dict[str, Any]:
         counted_ready = False
         try:
             async with rtmpx.connect(url, timeout=20) as client:
-                name = url.rpartition("/")[2]
-                stream = client.play(name, until_unpublish=True)
-                async with stream:
-                    ready[0] += 1
-                    counted_ready = True
-                    if ready[0] == count:
-                        started.set()
-                    async with asyncio.timeout_at(stop_at):
-                        async for frame in stream:
-                            if not isinstance(frame, rtmpx.Frame):
-                                continue
-                            now = loop.time()
-                            if r["last_at"] is not None:
-                                r["max_gap"] = max(r["max_gap"], now - r["last_at"])
-                            else:
-                                r["first_at"], r["first_ts"] = now, frame.timestamp
-                            r["last_at"], r["last_ts"] = now, frame.timestamp
-                            r["bytes"] += len(frame.payload)
-                            if frame.is_sequence_header or frame.is_end_of_sequence:
-                                continue
-                            r[frame.kind] += 1
-                    r["ended"] = "unpublished"
+                try:
+                    name = url.rpartition("/")[2]
+                    stream = client.play(name, until_unpublish=True)
+                    async with stream:
+                        ready[0] += 1
+                        counted_ready = True
+                        if ready[0] == count:
+                            started.set()
+                        async with asyncio.timeout_at(stop_at):
+                            async for frame in stream:
+                                if not isinstance(frame, rtmpx.Frame):
+                                    continue
+                                now = loop.time()
+                                if r["last_at"] is not None:
+                                    r["max_gap"] = max(r["max_gap"], now - r["last_at"])
+                                else:
+                                    r["first_at"], r["first_ts"] = now, frame.timestamp
+                                r["last_at"], r["last_ts"] = now, frame.timestamp
+                                r["bytes"] += len(frame.payload)
+                                if frame.is_sequence_header or frame.is_end_of_sequence:
+                                    continue
+                                r[frame.kind] += 1
+                        r["ended"] = "unpublished"
+                finally:
+                    wire[0] += client.session.bytes_received
         except TimeoutError:
             r["ended"] = "deadline"
         except Exception as exc:  # noqa: BLE001 - reported, counted
@@ -149,6 +142,84 @@ def player_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the player worker, seen from the bench ---------------------------------------
+
+@dataclass
+class PlayerWorker:
+    """The running player worker and its log (its stderr)."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_players(procs: Processes, url: str, count: int, deadline: float,
+                  folder: Path) -> PlayerWorker:
+    """The player worker for ``count`` players of ``url``, once they are
+    connected (its READY line; it bounds that wait itself: 60 s)."""
+    log = folder / "players.log"
+    with log.open("wb") as err:
+        proc = procs.start(
+            [sys.executable, str(Path(__file__).resolve()), "--player-worker", "--url", url,
+             "--count", str(count), "--deadline", f"{deadline:.0f}"],
+            stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if not line.startswith("READY"):
+        procs.stop(proc)
+        raise RuntimeError(f"player worker did not start: {line!r} "
+                           f"{log.read_text('utf-8', 'replace')[-2000:]}")
+    return PlayerWorker(proc, log)
+
+
+@dataclass
+class Players:
+    """What the players of one run got (:func:`finish_players`)."""
+
+    wire_bytes: int = 0       # read off the sockets, all players
+    payload_bytes: int = 0    # audio/video/data bodies, all players
+    min_frames: int = 0       # coded frames of the player that got fewest
+    mean_frames: float = 0.0
+    min_rate: float = 0.0     # slowest player's media seconds per wall second
+    max_gap: float = 0.0      # largest wait between two frames of a player, s
+    failed: int = 0           # players that did not see the unpublish
+    errors: dict[str, int] = field(default_factory=dict)
+    note: str = ""            # why there is no result, if there is none
+
+
+def finish_players(procs: Processes, worker: PlayerWorker, timeout: float) -> Players:
+    """Wait up to ``timeout`` s for the worker's RESULT (stopping it after
+    that) and sum it up."""
+    why = ""
+    try:
+        out, _ = worker.proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        procs.stop(worker.proc)
+        out, why = b"", f"stopped after {timeout:g} s; "
+    procs.stop(worker.proc)  # gone already: only forgotten
+    data = None
+    for row in out.decode("utf-8", "replace").splitlines():
+        if row.startswith("RESULT "):
+            data = json.loads(row[7:])
+    if data is None:
+        return Players(note="no result from the player worker: " + why
+                       + worker.log.read_text("utf-8", "replace")[-500:])
+    ps = data["players"]
+    frames = [p["video"] + p["audio"] for p in ps]
+    rates = []
+    for p in ps:
+        if p["first_at"] is None or p["last_at"] == p["first_at"]:
+            rates.append(0.0)
+            continue
+        media = (p["last_ts"] - p["first_ts"]) / 1000
+        rates.append(min(media / (p["last_at"] - p["first_at"]), 9.99))
+    return Players(
+        wire_bytes=data["wire_bytes"], payload_bytes=sum(p["bytes"] for p in ps),
+        min_frames=min(frames, default=0),
+        mean_frames=sum(frames) / len(frames) if frames else 0.0,
+        min_rate=min(rates, default=0.0), max_gap=max((p["max_gap"] for p in ps), default=0.0),
+        failed=sum(1 for p in ps if p["ended"] != "unpublished"), errors=data["errors"])
+
+
 # --- one measured run ------------------------------------------------------------
 
 @dataclass
@@ -176,16 +247,7 @@ def measure(server: ServerProcess, players: int, sample: Sample, ffmpeg: str, fo
     url = f"rtmp://127.0.0.1:{server.port}/{STREAM}"
     res = Result(server.name, players)
     deadline = sample.seconds + 40
-    worker = procs.start(
-        [sys.executable, str(Path(__file__).resolve()), "--player-worker", "--url", url,
-         "--count", str(players), "--deadline", f"{deadline:.0f}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    assert worker.stdout is not None
-    line = worker.stdout.readline().decode()  # READY (the worker bounds its wait: 60 s)
-    if not line.startswith("READY"):
-        stop_process(worker)
-        raise RuntimeError(f"player worker did not start: {line!r} "
-                           f"{worker.stderr.read().decode()[-2000:] if worker.stderr else ''}")
+    worker = start_players(procs, url, players, deadline, folder)
     pid = server.proc.pid
     cpu0 = cpu_seconds(pid)
     t0 = time.monotonic()
@@ -205,20 +267,16 @@ def measure(server: ServerProcess, players: int, sample: Sample, ffmpeg: str, fo
         rss = max(rss, rss_kb(pid))
         time.sleep(0.2)
     if publisher.poll() is None:
-        res.note = "publisher overran its time limit; "
-        stop_process(publisher)
+        res.note = "publisher overran its time limit: stopped; "
+        procs.stop(publisher)
     pub_err = publisher.stderr.read().decode("utf-8", "replace") if publisher.stderr else ""
     if publisher.returncode not in (0, None):
         res.note += (f"publisher exit {publisher.returncode}: "
                      f"{pub_err.strip().splitlines()[-1] if pub_err.strip() else ''}; ")
         if time.monotonic() - t0 < sample.seconds / 2:  # it never really published
-            stop_process(worker)
+            procs.stop(worker.proc)
     # players end on unpublish; bounded by the worker's own deadline
-    try:
-        out, err = worker.communicate(timeout=deadline + 20)
-    except subprocess.TimeoutExpired:
-        stop_process(worker)
-        out, err = b"", b"worker killed after its deadline"
+    got = finish_players(procs, worker, deadline + 20)
     t1 = time.monotonic()
     res.cpu = cpu_seconds(pid) - cpu0
     res.window = t1 - t0
@@ -228,32 +286,14 @@ def measure(server: ServerProcess, players: int, sample: Sample, ffmpeg: str, fo
         try:
             spy.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            stop_process(spy)
-    text = out.decode("utf-8", "replace")
-    data = None
-    for row in text.splitlines():
-        if row.startswith("RESULT "):
-            data = json.loads(row[7:])
-    if data is None:
-        res.note += "no result from the player worker: " + err.decode()[-500:]
+            procs.stop(spy)
+    if got.note:
+        res.note += got.note
         return res
-    ps = data["players"]
-    res.wire_bytes = data["wire_bytes"]
-    res.payload_bytes = sum(p["bytes"] for p in ps)
-    frames = [p["video"] + p["audio"] for p in ps]
-    res.min_frames = min(frames) if frames else 0
-    res.mean_frames = sum(frames) / len(frames) if frames else 0.0
-    rates = []
-    for p in ps:
-        if p["first_at"] is None or p["last_at"] == p["first_at"]:
-            rates.append(0.0)
-            continue
-        media = (p["last_ts"] - p["first_ts"]) / 1000
-        rates.append(min(media / (p["last_at"] - p["first_at"]), 9.99))
-    res.min_rate = min(rates) if rates else 0.0
-    res.max_gap = max((p["max_gap"] for p in ps), default=0.0)
-    res.failed = sum(1 for p in ps if p["ended"] != "unpublished")
-    res.errors = data["errors"]
+    res.wire_bytes, res.payload_bytes = got.wire_bytes, got.payload_bytes
+    res.min_frames, res.mean_frames = got.min_frames, got.mean_frames
+    res.min_rate, res.max_gap = got.min_rate, got.max_gap
+    res.failed, res.errors = got.failed, got.errors
     return res
 
 

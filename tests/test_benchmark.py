@@ -4,8 +4,12 @@ stops servers, FFmpeg and the load generator)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
+import resource
+import stat
 import struct
 import subprocess
 import sys
@@ -15,10 +19,17 @@ from typing import Any
 import pytest
 
 from rtmpx import ChunkReader
-from rtmpx.benchmark.load import MAGIC, STAMP_AT, LoadSpec, percentile, prechunk
+from rtmpx.benchmark.load import MAGIC, STAMP_AT, Generator, LoadSpec, percentile, prechunk
 from rtmpx.benchmark.report import Report, Run
-from rtmpx.benchmark.runner import NGINX, NGINX_MODULE, find_nginx
-from rtmpx.benchmark.scenarios import Step, saturation_point
+from rtmpx.benchmark.runner import (
+    NGINX,
+    NGINX_MODULE,
+    Processes,
+    find_nginx,
+    sample_cache,
+    start_rtmpx,
+)
+from rtmpx.benchmark.scenarios import Step, _wait_all, saturation_point
 from rtmpx.flv import FLVWriter
 
 NGINX_THERE = NGINX.exists() and NGINX_MODULE.exists()
@@ -104,6 +115,62 @@ def test_missing_nginx_is_named_with_its_install_command(tmp_path: Path) -> None
     peer, _, _ = find_nginx(str(tmp_path / "no-nginx"), None)
     assert not peer.available
     assert "apt-get install nginx libnginx-mod-rtmp" in peer.detail
+
+
+def test_sample_cache_is_private_to_the_user(tmp_path: Path) -> None:
+    path = sample_cache(tmp_path)
+    assert path.name == f"rtmpx-bench-{os.getuid()}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    path.chmod(0o777)  # opened up: closed again
+    assert stat.S_IMODE(sample_cache(tmp_path).stat().st_mode) == 0o700
+    other = tmp_path / "other"
+    other.mkdir()
+    path.rmdir()
+    path.symlink_to(other)  # planted: refused
+    with pytest.raises(RuntimeError, match="refusing"):
+        sample_cache(tmp_path)
+
+
+def test_rtmpx_under_test_gets_the_hard_descriptor_limit_and_extra_args(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        with Processes() as procs:
+            server = start_rtmpx(procs, tmp_path, extra_args=["--flush-interval", "0"])
+            limits = Path(f"/proc/{server.pid}/limits").read_text()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    (line,) = [row for row in limits.splitlines() if row.startswith("Max open files")]
+    assert line.split()[3:5] == [str(hard), str(hard)] or hard == resource.RLIM_INFINITY
+    assert server.command.endswith("--flush-interval 0")
+
+
+def test_a_failed_ramp_step_keeps_the_measured_steps() -> None:
+    marks: list[dict[str, Any]] = []
+    gen = Generator(LoadSpec(port=1, ramp_step=2, ramp_max=10, warmup=0, seconds=0),
+                    marks.append)
+    opened = [0]
+
+    async def open_(conn: object) -> int:
+        opened[0] += 1
+        if opened[0] > 5:
+            raise OSError(24, "Too many open files")
+        return 1
+
+    gen.open = open_  # type: ignore[assignment, method-assign]
+    asyncio.run(gen._ramp(0))
+    assert [(m["mark"], m["players"]) for m in marks] == [
+        ("step_start", 2), ("step_end", 2), ("step_start", 4), ("step_end", 4),
+        ("ramp_failed", 5)]
+    assert marks[-1]["failed"] == 1 and "Too many open files" in marks[-1]["reason"]
+
+
+def test_wait_all_has_a_deadline() -> None:
+    with Processes() as procs:
+        quick = procs.start([sys.executable, "-c", "pass"])
+        stuck = procs.start([sys.executable, "-c", "import time; time.sleep(60)"])
+        assert _wait_all([quick, stuck], 0.3) == [stuck]
+    assert stuck.returncode is not None  # stopped with the others
 
 
 def _bench(tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:

@@ -21,7 +21,8 @@ on rtmpx's sans-I/O core under bare :class:`asyncio.Protocol` objects
 
 The generator reports on stdout, one JSON object a line, ``{"mark": ...}``
 as it goes (``published``, ``idle``, ``players``, ``start``, ``stop``,
-``step_start``, ``step_end``), then ``{"result": ...}``; the runner reads
+``step_start``, ``step_end``; ``ramp_failed`` when players of a ramp
+step could not join, which ends the ramp), then ``{"result": ...}``; the runner reads
 the server's CPU and memory at those marks.  Its own CPU
 (``getrusage``) over the window is in the ``stop`` mark.  A line
 ``stop`` on stdin, or its end, stops it.
@@ -56,6 +57,7 @@ from ..events import (
 )
 from ..flv import read_tags
 from ..session import ClientSession
+from .runner import raise_nofile
 
 __all__ = [
     "ACK_EVERY",
@@ -521,8 +523,15 @@ class Generator:
         spec = self.spec
         while not self.stop.is_set() and players < spec.ramp_max:
             step = min(spec.ramp_step, spec.ramp_max - players)
-            await self.open_all([_Player(spec, self.counters, "bench0", False)
-                                 for _ in range(step)])
+            outcomes = await asyncio.gather(
+                *(self.open(_Player(spec, self.counters, "bench0", False)) for _ in range(step)),
+                return_exceptions=True)
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            if failed:  # the steps measured so far stand; say where the ramp ended
+                self.mark("ramp_failed", players=players + step - len(failed),
+                          failed=len(failed),
+                          reason=f"{type(failed[0]).__name__}: {failed[0]}")
+                break
             players += step
             await self._sleep(spec.warmup)
             if self.stop.is_set():
@@ -533,12 +542,6 @@ class Generator:
             if self.stop.is_set():
                 break
             self.mark("step_end", players=players, **self._since(start))
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _emit(values: dict[str, Any]) -> None:
@@ -581,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python3 -m rtmpx.benchmark.load SPEC_JSON", file=sys.stderr)
         return 2
-    _raise_nofile()
+    raise_nofile()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return run_loop(_main(LoadSpec.from_json(args[0])))
 

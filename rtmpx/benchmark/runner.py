@@ -1,7 +1,8 @@
 """The servers under test and the processes around them.
 
-rtmpx runs as ``python3 -m rtmpx serve --host 127.0.0.1 --port P`` (as a
-user would start it: uvloop when installed); nginx-rtmp as Debian's
+rtmpx runs as ``rtmpx serve --host 127.0.0.1 --port P`` (as a user would
+start it: uvloop when installed; its soft descriptor limit raised to the
+hard one, as nginx raises its own); nginx-rtmp as Debian's
 ``/usr/sbin/nginx`` with ``ngx_rtmp_module.so`` and a configuration
 generated in a temporary folder (one process, ``daemon off``,
 ``master_process off``, ``chunk_size 4096``, ``application live { live
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -46,7 +49,9 @@ __all__ = [
     "machine",
     "make_sample",
     "nginx_config",
+    "raise_nofile",
     "rss_kb",
+    "sample_cache",
     "scan_log",
     "start_nginx",
     "start_rtmpx",
@@ -237,23 +242,38 @@ def _started(name: str, procs: Processes, args: list[str], port: int, log: Path,
     return server
 
 
+def raise_nofile() -> tuple[int, int]:
+    """Raise this process's soft descriptor limit to its hard limit (as
+    nginx's ``worker_rlimit_nofile`` does for nginx); the limits now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+#: What the rtmpx server under test runs first: its soft descriptor limit
+#: raised to the hard one (an inherited soft limit of 1024 would end the
+#: saturation ramp with EMFILE near 1000 players); its workers inherit it.
+_PRELUDE = ("import sys; from rtmpx.benchmark.runner import raise_nofile; raise_nofile(); ")
+_MAIN = "from rtmpx.__main__ import main; sys.exit(main())"
 #: How to start the rtmpx CLI on a given event loop: the CLI picks uvloop
 #: whenever it is importable, so "asyncio" hides it.
 LAUNCHERS = {
-    None: ["-m", "rtmpx"],
-    "asyncio": ["-c", ("import sys; sys.modules['uvloop'] = None; "
-                       "from rtmpx.__main__ import main; sys.exit(main())")],
-    "uvloop": ["-c", "import sys, uvloop; from rtmpx.__main__ import main; sys.exit(main())"],
+    None: ["-c", _PRELUDE + _MAIN],
+    "asyncio": ["-c", _PRELUDE + "sys.modules['uvloop'] = None; " + _MAIN],
+    "uvloop": ["-c", _PRELUDE + "import uvloop; " + _MAIN],
 }
 
 
 def start_rtmpx(procs: Processes, folder: Path, *, loop: str | None = None,
-                name: str = "rtmpx") -> ServerProcess:
+                name: str = "rtmpx", extra_args: Sequence[str] = ()) -> ServerProcess:
     """``python3 -m rtmpx serve`` on a free port of 127.0.0.1 (``loop``:
-    None as the CLI picks it, or ``"asyncio"`` / ``"uvloop"``)."""
+    None as the CLI picks it, or ``"asyncio"`` / ``"uvloop"``), with its
+    soft descriptor limit at the hard one; ``extra_args`` go after the
+    bench's own ``serve`` options (e.g. ``["--workers", "2"]``)."""
     port = free_port()
     args = [sys.executable, *LAUNCHERS[loop], "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--max-connections", str(MAX_CONNECTIONS)]
+            "--port", str(port), "--max-connections", str(MAX_CONNECTIONS), *extra_args]
     return _started(name, procs, args, port, folder / f"{name}.log", cwd=folder)
 
 
@@ -331,16 +351,34 @@ class Sample:
         return self.bytes * 8 / self.seconds if self.seconds else 0.0
 
 
+def sample_cache(base: str | Path | None = None) -> Path:
+    """The folder of the cached samples, ``$TMPDIR/rtmpx-bench-UID/``: made
+    0700 for this user; RuntimeError when it is a symlink or another
+    user's (a shared temp dir is anyone's to fill)."""
+    uid = os.getuid()
+    path = Path(base if base is not None else tempfile.gettempdir()) / f"rtmpx-bench-{uid}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+        raise RuntimeError(f"{path} is not a folder of user {uid}: refusing to use it as the "
+                           f"sample cache (remove it, or set TMPDIR elsewhere)")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
 def make_sample(ffmpeg: str, *, size: str, bitrate: str, seconds: float = 10.0,
                 fps: int = 25) -> Sample:
     """The sample of lavfi ``testsrc2`` at ``size``/``fps``, libx264
     ultrafast at ``bitrate`` (a keyframe every second: nginx-rtmp, which
     keeps no GOP, starts a player's video at the next one) + AAC 128k, ``seconds`` long; made
-    once and cached in ``$TMPDIR/rtmpx-bench/``."""
+    once and cached in :func:`sample_cache`."""
     from ..flv import read_tags
 
-    cache = Path(tempfile.gettempdir()) / "rtmpx-bench"
-    cache.mkdir(exist_ok=True)
+    cache = sample_cache()
     path = cache / f"sample-{size}-{fps}-{bitrate}-{seconds:g}s.flv"
     if not path.exists():
         tmp = path.with_name(path.stem + f".{os.getpid()}.part.flv")

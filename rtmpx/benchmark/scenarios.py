@@ -441,8 +441,14 @@ class Bench:
             rate = sample.bytes / sample.seconds
             points: list[Step] = []
             begin: list[_Snap] = []
+            ended: list[str] = []   # why the ramp stopped before its top, if it did
 
             def on_mark(snap: _Snap) -> bool:
+                if snap.item["mark"] == "ramp_failed":
+                    item = snap.item
+                    ended.append(f"ramp stopped at {item['players']} players: {item['failed']} "
+                                 f"of the next step could not join ({item['reason']})")
+                    return True
                 if snap.item["mark"] == "step_start":
                     begin[:] = [snap]
                     return False
@@ -460,13 +466,19 @@ class Bench:
                 spec = self._spec(srv, sample=str(sample.path), publishers=1,
                                   ramp_step=step, ramp_max=top,
                                   seconds=min(self.settings.seconds, 2.0))
-                self.load(srv, spec, folder, on_mark)
+                try:
+                    self.load(srv, spec, folder, on_mark)
+                except RunError as exc:  # the steps already measured stand
+                    if not points:
+                        raise
+                    ended.append(f"ramp stopped after {points[-1].players} players: {exc}")
             if not points:
-                raise RunError("no step measured")
+                raise RunError("no step measured" + (f" ({ended[0]})" if ended else ""))
             players, note = saturation_point(points, top)
             run = Run("", "", "", 0, {"players_per_core": players,
                                       "server_cpu_pct": 100 * points[-1].server},
                       load_cpu_pct=100 * points[-1].load)
+            run.notes += ended
             run.notes.append(note + "; steps (players, server cores, load cores, delivered): "
                              + ", ".join(f"({p.players}, {p.server:.2f}, {p.load:.2f}, "
                                          f"{p.delivered:.0%})" for p in points))
@@ -540,6 +552,7 @@ class Bench:
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
             finally:
                 err.close()
+            stopped = ""   # the note when the publishers overran their deadline
             try:
                 lines = _Lines(proc)
                 first = lines.next(30)
@@ -550,16 +563,19 @@ class Bench:
                         for i in range(n)]
                 pubs = [self._ffmpeg(sample, url, loops, folder, str(i))
                         for i, url in enumerate(urls)]
-                pub_cpu = 0.0
-                for p in pubs:
-                    while p.poll() is None:
-                        pub_cpu = max(pub_cpu, sum(cpu_seconds(q.pid) for q in pubs))
-                        time.sleep(0.1)
+                # As fast as they can: even at a third of real time they are done by then.
+                limit = 30 + 3 * sample.seconds * (loops + 1)
+                late = _wait_all(pubs, limit)
+                for p in late:
+                    self.procs.stop(p)
+                if late:
+                    stopped = (f"{len(late)} of {n} FFmpeg publishers still running "
+                               f"after {limit:g} s: stopped")
                 result = lines.next(60)
             finally:
                 self.procs.stop(proc)
             if result is None or "result" not in result:
-                raise RunError("consumer gave no result: "
+                raise RunError((stopped + "; " if stopped else "") + "consumer gave no result: "
                                + (folder / "sink.log").read_text()[-400:])
             streams = result["result"]["streams"]
             got = sum(s["frames"] for s in streams)
@@ -572,6 +588,8 @@ class Bench:
                 "frames_lost": float(n * sample.frames * (loops + 1) - got)},
                 load_cpu_pct=100 * result["result"]["cpu"] / seconds if seconds else None)
             run.notes += [s["error"] for s in streams if s["error"]]
+            if stopped:
+                run.notes.append(stopped)
             if len(streams) < n:
                 run.notes.append(f"only {len(streams)} of {n} publishers arrived")
             return run
@@ -640,6 +658,17 @@ def saturation_point(points: list[Step], top: int) -> tuple[float, str]:
     if slope <= 0:
         return float("nan"), f"no CPU growth with players: not measurable here ({why})"
     return (1.0 - (my - slope * mx)) / slope, f"extrapolated from {len(good)} steps ({why})"
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]], limit: float) -> list[subprocess.Popen[bytes]]:
+    """Wait up to ``limit`` seconds for ``procs`` to exit; those still
+    running then (for the caller to stop and note)."""
+    deadline = time.monotonic() + limit
+    while True:
+        running = [p for p in procs if p.poll() is None]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)
 
 
 def _settle(server: ServerProcess, limit: float = 3.0) -> None:
