@@ -198,9 +198,9 @@ async def _supervise(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "rtmpx", "--log-level", args.log_level, "serve"]
     supervisor = Supervisor(args.workers, settings, host=args.host, port=args.port,
                             command=command)
-    await supervisor.start()
     stats = None
     try:
+        await supervisor.start()  # cleans up after itself on failure; close() again is harmless
         if args.stats_port is not None:
             stats = StatsServer(supervisor, args.stats_host, args.stats_port)
             await stats.start()
@@ -224,7 +224,8 @@ async def _serve_worker(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s %(levelname)s worker {worker.index} %(name)s: %(message)s"))
     server = _make_server(argparse.Namespace(**worker.settings), reuse_port=True,
-                          claim=worker.claim)
+                          claim=worker.claim, admit=worker.admit,
+                          record_gate=worker.record_gate)
     await worker.start(server)
     assert worker.lost is not None
     stop = asyncio.ensure_future(_until_signal((signal.SIGTERM,)))

@@ -23,8 +23,10 @@ __all__ = ["MAX_LINE", "ControlChannel", "Handler", "Message"]
 
 log = logging.getLogger("rtmpx.workers")
 
-#: The longest message, bytes (the stats of a busy worker are the largest).
-MAX_LINE = 64 * 1024 * 1024
+#: The longest message, bytes (the stats of a busy worker are the largest:
+#: a worker bounds them to fit).  A longer message is never sent: a request
+#: whose answer would be longer is answered with an error.
+MAX_LINE = 1024 * 1024
 
 Message = dict[str, Any]
 #: Handles a message: at once for a notification (its result is ignored);
@@ -51,25 +53,38 @@ class ControlChannel:
         reader, writer = await asyncio.open_unix_connection(path, limit=MAX_LINE)
         return cls(reader, writer, handler)
 
-    def send(self, message: Message) -> None:
-        """Send a notification (dropped if the channel is closed)."""
-        if not self.closed:
-            self.writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    @staticmethod
+    def encode(message: Message) -> bytes:
+        """One line; :class:`ValueError` if longer than :data:`MAX_LINE`."""
+        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        if len(line) > MAX_LINE:
+            raise ValueError(f"control message of {len(line)} bytes (at most {MAX_LINE})")
+        return line
 
-    async def request(self, message: Message, timeout: float = 10.0) -> Message:
-        """Send a request and wait for its answer (``timeout`` seconds at
-        most: :class:`TimeoutError`; :class:`ConnectionError` if the
-        channel closes first)."""
+    def send(self, message: Message) -> None:
+        """Send a notification (dropped if the channel is closed;
+        :class:`ValueError`, and nothing sent, if it is too long)."""
+        if not self.closed:
+            self.writer.write(self.encode(message))
+
+    def call(self, message: Message) -> asyncio.Future[Message]:
+        """Send a request now; the future of its answer, which stays
+        awaited until it comes (or :class:`ConnectionError` when the channel
+        closes first), whoever gives up waiting for it."""
         if self.closed:
             raise ConnectionError("control channel closed")
         ident = next(self._ids)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.send({**message, "id": ident})
         self._waiting[ident] = future
-        try:
-            self.send({**message, "id": ident})
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._waiting.pop(ident, None)
+        future.add_done_callback(lambda _: self._waiting.pop(ident, None))
+        return future
+
+    async def request(self, message: Message, timeout: float | None = 10.0) -> Message:
+        """Send a request and wait for its answer (``timeout`` seconds at
+        most: :class:`TimeoutError`, and a later answer is dropped;
+        :class:`ConnectionError` if the channel closes first)."""
+        return await asyncio.wait_for(self.call(message), timeout)
 
     async def run(self) -> None:
         """Read and handle messages until the other end closes."""
@@ -112,14 +127,18 @@ class ControlChannel:
         except Exception:
             log.exception("control request %r failed", message.get("op"))
             result = {"error": "failed"}
-        self.send({**(result or {}), "reply_to": message["id"]})
+        try:
+            self.send({**(result or {}), "reply_to": message["id"]})
+        except ValueError as exc:
+            log.warning("control request %r: %s", message.get("op"), exc)
+            self.send({"error": "answer too long", "reply_to": message["id"]})
 
     def close(self) -> None:
         """Close; requests still waiting fail with :class:`ConnectionError`."""
         if self.closed:
             return
         self.closed = True
-        for future in self._waiting.values():
+        for future in list(self._waiting.values()):
             if not future.done():
                 future.set_exception(ConnectionError("control channel closed"))
         for task in self._requests:

@@ -344,6 +344,11 @@ class Recordings:
     def finished(self, recorder: Recorder) -> None:
         self.active.discard(recorder)
 
+    def writing(self, key: StreamKey) -> list[asyncio.Future[None]]:
+        """The ``done`` futures of the recorders of ``key`` whose file is
+        not closed yet (before another process may write the key's files)."""
+        return [r.done for r in self.active if r.key == key and not r.done.done()]
+
     @contextmanager
     def series_lock(self, key: str) -> Iterator[None]:
         """Held (on a recorder's thread) while it writes a key's recordings."""

@@ -17,6 +17,7 @@ recording, ingest streams, push and pull relays, limits, shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl as _ssl
 import time
@@ -31,7 +32,7 @@ from ..session.base import MAX_NAME
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .connection import Connection, ConnectionContext, RtmpPublisher
 from .hooks import Hook, Hooks, Request, TaskSet, request_of
-from .hub import Channel, Hub, HubLimits, HubObserver, Publication, StreamKey
+from .hub import Channel, Hub, HubLimits, HubObserver, Publication, Publisher, StreamKey
 from .ingest import IncomingStream
 from .limits import MemoryBudget, limit_hit
 from .recorder import Recordings
@@ -80,6 +81,8 @@ class _Policy:
         record = request.record
         if record is None and server.record_dir is not None:
             record = True
+        if record and server.record_gate is not None and not server.record_gate(publication):
+            record = None
         if record:
             server.recordings.start(publication, record, request.publish_type)
         for queue in server._watchers:
@@ -168,7 +171,11 @@ class Server:
     ``reuse_port`` binds with ``SO_REUSEPORT`` (Linux: several processes
     share the port, the kernel spreads connections; ``rtmpx serve
     --workers``).  :attr:`observers` are told what the hub does after the
-    server's own policy (a worker's relaying between siblings).
+    server's own policy (a worker's relaying between siblings).  ``admit``
+    is asked before a publication that is not internal starts (see
+    :attr:`Hub.admit <rtmpx.server.hub.Hub.admit>`); ``record_gate``
+    before one would be recorded (False: it is not).
+    :meth:`add_internal_listener` opens a second, private listener.
 
     ``flush_interval``: players' media is written in merged batches, one
     ``writev`` per player at most every ``flush_interval`` seconds (default
@@ -203,7 +210,9 @@ class Server:
                  on_disconnect: Hook | None = None,
                  capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
                  reconnect_grace: float = 5.0,
-                 flush_interval: float = FLUSH_INTERVAL) -> None:
+                 flush_interval: float = FLUSH_INTERVAL,
+                 admit: Callable[[StreamKey, Publisher], bool] | None = None,
+                 record_gate: Callable[[Publication], bool] | None = None) -> None:
         if duplicate_publish not in ("reject", "replace"):
             raise ValueError("duplicate_publish must be 'reject' or 'replace'")
         self.host = host
@@ -225,6 +234,8 @@ class Server:
                            on_disconnect=on_disconnect)
         self.budget = MemoryBudget(max_memory)
         self.hub = Hub(self.limits, observer=_Policy(self), budget=self.budget)
+        self.hub.admit = admit
+        self.record_gate = record_gate
         self.recordings = Recordings(self.record_dir)
         self.relays = Relays(self.hub, self.tasks, push, pull) if push or pull else None
         self.context = ConnectionContext(
@@ -239,6 +250,7 @@ class Server:
             capabilities=capabilities if capabilities is not None else LEGACY,
             flusher=Flusher(flush_interval) if flush_interval > 0 else None)
         self._server: asyncio.Server | None = None
+        self._internal: list[tuple[asyncio.Server, ConnectionContext]] = []
         self._ticker: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Queue[IncomingStream | None]] = []
         self._closed = False
@@ -246,8 +258,28 @@ class Server:
 
     @property
     def connections(self) -> set[Connection]:
-        """The open connections."""
+        """The open connections (not those of internal listeners)."""
         return self.context.connections
+
+    def _contexts(self) -> list[ConnectionContext]:
+        return [self.context, *(context for _, context in self._internal)]
+
+    async def add_internal_listener(self, hooks: Hooks, host: str = "127.0.0.1",
+                                    port: int = 0) -> tuple[int, ConnectionContext]:
+        """Listen on ``host:port`` too, for peers of the server's own (a
+        worker's siblings): no TLS, ``hooks`` instead of the server's, and
+        connections of their own, counted apart from the public ones (not in
+        :attr:`connections` or the stats, no per-address caps), under the
+        same limits and timers; closed with the server.  The port and the
+        listener's context (whose ``connections`` are its own)."""
+        context = dataclasses.replace(
+            self.context, ssl=None, hooks=hooks, connections=set(), half_open={},
+            max_connections_per_ip=None, max_half_open_per_ip=self.context.max_half_open,
+            closing=False)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(lambda: Connection(context), host, port)
+        self._internal.append((listener, context))
+        return int(listener.sockets[0].getsockname()[1]), context
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -293,8 +325,11 @@ class Server:
             return
         server, self._server = self._server, None
         self._closed = True
-        self.context.closing = True
+        for context in self._contexts():
+            context.closing = True
         server.close()
+        for listener, _ in self._internal:
+            listener.close()
         await self._let_clients_reconnect(min(timeout, self.reconnect_grace), reconnect_tc_url)
         if self._ticker is not None:
             self._ticker.cancel()
@@ -307,7 +342,7 @@ class Server:
                 if stream is not None:
                     stream.close()
             queue.put_nowait(None)
-        connections = list(self.connections)
+        connections = [conn for context in self._contexts() for conn in context.connections]
         for conn in connections:
             conn.close()
         if self.context.flusher is not None:
@@ -379,9 +414,11 @@ class Server:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self.hub.expire_holds(now, self.hold_timeout)
-            self.context.trim_all_half_open(now)
+            contexts = self._contexts()
+            for context in contexts:
+                context.trim_all_half_open(now)
             self._check_memory()
-            for conn in list(self.connections):
+            for conn in [conn for context in contexts for conn in context.connections]:
                 try:
                     conn.check(now)
                 except Exception:  # a bug must not stop the timers of everyone
@@ -392,8 +429,9 @@ class Server:
         """Sample what the queues hold; over the budget, drop the GOP caches."""
         budget = self.budget
         queues = 0
-        for conn in self.connections:
-            queues += conn.queued_bytes() + conn.session.buffered_bytes
+        for context in self._contexts():
+            for conn in context.connections:
+                queues += conn.queued_bytes() + conn.session.buffered_bytes
         for channel in self.hub.channels.values():
             if channel.publication is not None:
                 for follower in channel.publication.followers:

@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import functools
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -64,7 +65,8 @@ from .player import PlayerSink
 from .relay import Puller
 from .server import Server
 
-__all__ = ["CLAIM_TIMEOUT", "LINGER", "Supervisor", "Worker", "aggregate_stats"]
+__all__ = ["CLAIM_TIMEOUT", "LINGER", "MAX_STATS_PLAYERS", "MAX_STATS_STREAMS", "Supervisor",
+           "Worker", "aggregate_stats"]
 
 log = logging.getLogger("rtmpx.workers")
 
@@ -78,6 +80,13 @@ START_TIMEOUT = 30.0
 TOKEN_PARAM = "rtmpx-worker"
 #: The longest wait before a dead worker is started again, seconds.
 MAX_RESTART_BACKOFF = 30.0
+#: The most streams, and players (over all streams), one worker's stats list
+#: (the rest are left out, and the stats say ``"truncated": true``).
+MAX_STATS_STREAMS = 1000
+MAX_STATS_PLAYERS = 2000
+#: The most bytes of one stream's metadata (as JSON) in a worker's stats:
+#: longer metadata is left out (``{"truncated": true}``).
+MAX_STATS_METADATA = 2048
 
 
 def _key(message: Message) -> StreamKey:
@@ -127,7 +136,6 @@ class Worker:
         self.closing = False
         self._pending: dict[StreamKey, int] = {}    # claims under way
         self._context: ConnectionContext | None = None
-        self._listener: asyncio.Server | None = None
 
     @classmethod
     async def connect(cls, path: str, index: int) -> Worker:
@@ -168,16 +176,13 @@ class Worker:
         assert self.channel is not None
         self.server = server
         self.replace = server.duplicate_publish == "replace"
-        server.hub.admit = self._admit
+        if server.hub.admit != self.admit or server.record_gate != self.record_gate:
+            raise ValueError("the server's admit and record_gate must be the worker's")
         server.observers.append(self)
-        # the server's connections, limits and timers, without its hooks and TLS
-        context = self._context = dataclasses.replace(
-            server.context, ssl=None,
-            hooks=Hooks(server.tasks, on_connect=self._sibling, on_publish=_refuse))
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(lambda: Connection(context), "127.0.0.1", 0)
-        self.internal_port = int(self._listener.sockets[0].getsockname()[1])
         await server.start()
+        # the server's limits and timers, its own connections, no hooks but ours, no TLS
+        self.internal_port, self._context = await server.add_internal_listener(
+            Hooks(server.tasks, on_connect=self._sibling, on_publish=_refuse))
         self.channel.send({"op": "ready", "port": self.internal_port})
         log.info("worker %d ready (siblings pull from 127.0.0.1:%d)", self.index,
                  self.internal_port)
@@ -185,8 +190,6 @@ class Worker:
     async def close(self) -> None:
         """Stop the internal endpoint and every pull (before the server closes)."""
         self.closing = True
-        if self._listener is not None:
-            self._listener.close()
         if self._context is not None:
             self._context.closing = True
         for key in list(self.pulls):
@@ -199,45 +202,124 @@ class Worker:
 
     # -- claims ---------------------------------------------------------------------------
 
+    def _ask(self, key: StreamKey, replace: bool) -> asyncio.Future[Message]:
+        """Send a claim of ``key``; the answer's future.  Whatever becomes of
+        the one who asked, a granted key is ours (:attr:`owned`) when the
+        answer comes, so :meth:`_settle` gives it back once unused."""
+        if self.channel is None or self.channel.closed:
+            raise ConnectionError("control channel closed")
+        answer = self.channel.call(
+            {"op": "claim", "app": key.app, "name": key.name, "replace": replace})
+        self._pending[key] = self._pending.get(key, 0) + 1
+        answer.add_done_callback(functools.partial(self._answered, key))
+        return answer
+
+    def _answered(self, key: StreamKey, answer: asyncio.Future[Message]) -> None:
+        self._pending[key] -= 1
+        if not self._pending[key]:
+            del self._pending[key]
+        if not answer.cancelled() and answer.exception() is None and answer.result().get("ok"):
+            self.owned.add(key)
+
     async def claim(self, request: Request) -> bool:
         """An ``on_publish`` hook (the last): claim the key from the registry.
         Always True: when the key is live on another worker, the hub refuses
-        the publish as a duplicate (the registry has not given us the key)."""
+        the publish as a duplicate (the registry has not given us the key).
+        A claim given up (the connection closed, or no answer in time) runs
+        on: a key it gets is given back at once."""
         key = request.key
-        if self.channel is None or self.channel.closed:
-            raise RtmpError("The server is shutting down.")
-        self._pending[key] = self._pending.get(key, 0) + 1
         try:
-            answer = await self.channel.request(
-                {"op": "claim", "app": key.app, "name": key.name, "replace": self.replace},
-                3 * CLAIM_TIMEOUT)
-        except (ConnectionError, TimeoutError) as exc:
+            answer = self._ask(key, self.replace)
+        except ConnectionError as exc:
             raise RtmpError("The server is shutting down.") from exc
-        finally:
-            self._pending[key] -= 1
-            if not self._pending[key]:
-                del self._pending[key]
-        if answer.get("ok"):
-            self.owned.add(key)
+        unused = functools.partial(self._unclaimed, key)
+        try:
+            async with asyncio.timeout(3 * CLAIM_TIMEOUT):
+                reply = await asyncio.shield(answer)
+        except TimeoutError as exc:
+            answer.add_done_callback(unused)
+            raise RtmpError("The stream registry does not answer.") from exc
+        except asyncio.CancelledError:
+            answer.add_done_callback(unused)
+            raise
+        except ConnectionError as exc:
+            raise RtmpError("The server is shutting down.") from exc
+        if reply.get("ok"):
             # right after this hook the connection publishes (or gives up): then settle
             asyncio.get_running_loop().call_soon(self._settle, key)
         return True
 
-    def _admit(self, key: StreamKey, publisher: Publisher) -> bool:
-        """The hub's gate: a key the registry gave us; pulls are local business."""
+    def _unclaimed(self, key: StreamKey, answer: asyncio.Future[Message]) -> None:
+        self._settle(key)
+
+    def admit(self, key: StreamKey, publisher: Publisher) -> bool:
+        """The hub's gate (the server's ``admit``): a key the registry gave
+        us; pulls are local business."""
         return key in self.owned or isinstance(publisher, Puller)
 
-    def _settle(self, key: StreamKey) -> None:
-        """Give a claimed key back unless we publish it (or claim it again)."""
+    def record_gate(self, publication: Publication) -> bool:
+        """The server's ``record_gate``: only the worker that holds a key
+        records it (an origin pull's key is claimed when the pull starts)."""
+        return publication.key in self.owned
+
+    def _origin_pull(self, key: StreamKey) -> Puller | None:
+        relays = self.server.relays if self.server is not None else None
+        return relays.pullers.get(key) if relays is not None else None
+
+    def _claim_pull(self, key: StreamKey) -> None:
+        """The server pulls ``key`` from its origin (``--pull``): claim it,
+        so that one worker only records it, and the others' players may
+        take it from us."""
+        if key in self.owned or self._pending.get(key) or self.closing:
+            return
+        try:
+            answer = self._ask(key, False)
+        except ConnectionError:
+            return
+        answer.add_done_callback(functools.partial(self._pull_claimed, key))
+
+    def _pull_claimed(self, key: StreamKey, answer: asyncio.Future[Message]) -> None:
+        server = self.server
+        channel = server.hub.get(key) if server is not None else None
+        publication = channel.publication if channel is not None else None
+        if (server is not None and key in self.owned and server.record_dir is not None
+                and publication is not None and isinstance(publication.publisher, Puller)
+                and not publication.internal and not server.recordings.writing(key)):
+            # the pull started before the registry answered: record from now on
+            server.recordings.start(publication, True, "live")
+        self._settle(key)
+
+    def _settle(self, key: StreamKey, keep_pull: bool = True) -> None:
+        """Give a claimed key back unless we publish it (or claim it again,
+        or, ``keep_pull``, pull it from the origin); once its recordings
+        here are closed."""
         if key not in self.owned or self._pending.get(key) or self.server is None:
             return
         channel = self.server.hub.get(key)
         publication = channel.publication if channel is not None else None
         if publication is not None and not publication.internal:
             return
+        if keep_pull and self._origin_pull(key) is not None and not self.closing:
+            return
+        writing = self.server.recordings.writing(key)
+        if writing:  # the next owner may append to the file: let it be closed first
+            asyncio.gather(*writing).add_done_callback(
+                lambda _: self._settle(key, keep_pull))
+            return
         self.owned.discard(key)
         if self.channel is not None:
             self.channel.send({"op": "release", "app": key.app, "name": key.name})
+
+    def _revoke(self, key: StreamKey) -> None:
+        """The registry gave our key to another worker (it took it over):
+        our publisher of it goes."""
+        self.owned.discard(key)
+        channel = self.server.hub.get(key) if self.server is not None else None
+        publication = channel.publication if channel is not None else None
+        if publication is not None and not publication.internal:
+            log.warning("%s was taken over by another worker: dropping its publisher", key)
+            self.hub.unpublish(publication, "replaced")
+            publication.publisher.stop("replaced")
 
     def _drop(self, key: StreamKey) -> None:
         """Another worker's publisher replaces ours (``replace``)."""
@@ -251,7 +333,7 @@ class Worker:
             if self.channel is not None:
                 self.channel.send({"op": "release", "app": key.app, "name": key.name})
         else:
-            self._settle(key)
+            self._settle(key, keep_pull=False)  # an origin pull here gives way too
 
     # -- HubObserver -----------------------------------------------------------------------
 
@@ -266,7 +348,12 @@ class Worker:
         loop.call_soon(self._update, publication.key)
 
     def demand_changed(self, channel: Channel) -> None:
-        self._update(channel.key)
+        key = channel.key
+        self._update(key)
+        if self._origin_pull(key) is not None:
+            self._claim_pull(key)
+        elif key in self.owned:
+            self._settle(key)  # an origin pull dropped
 
     # -- pulls from siblings -------------------------------------------------------------
 
@@ -344,8 +431,10 @@ class Worker:
                 self.owners.pop(key, None)
             else:
                 self.owners[key] = (int(message["worker"]), int(message["port"]))
+                if self.owners[key][0] != self.index and key in self.owned:
+                    self._revoke(key)
             self._update(key)
-        elif op == "owners":
+        elif op == "owners":  # the registry when we start (then one "owner" a key)
             self.owners = {StreamKey(app, name): (int(w), int(p))
                            for app, name, w, p in message["owners"]}
             if self.server is not None:
@@ -358,25 +447,50 @@ class Worker:
         return None
 
     def stats(self) -> dict[str, Any]:
-        """The server's stats without the siblings' pulls: each player and
-        publisher marked with this worker's index, a pulled copy without a
-        publisher (the owner reports it)."""
+        """The server's stats without the siblings' pulls (which are not
+        among its connections): each player and publisher marked with this
+        worker's index, a pulled copy without a publisher (the owner
+        reports it).  Bounded to fit a control message: at most
+        :data:`MAX_STATS_STREAMS` streams and :data:`MAX_STATS_PLAYERS`
+        players, metadata up to :data:`MAX_STATS_METADATA` bytes; what is
+        left out makes ``"truncated": true``."""
         server = self.server
         if server is None:
             return {"uptime": 0.0, "connections": 0, "streams": []}
         stats = server.stats()
-        internal = [conn for conn in server.connections if conn.context is self._context]
-        peers = {conn.peer for conn in internal}
-        stats["connections"] -= len(internal)
-        for stream in stats["streams"]:
-            stream["players"] = [dict(player, worker=self.index) for player in stream["players"]
-                                 if player["peer"] not in peers]
-            channel = server.hub.get((stream["app"], stream["name"]))
-            publication = channel.publication if channel is not None else None
+        truncated = False
+        players_left = MAX_STATS_PLAYERS
+        streams: list[dict[str, Any]] = []
+        # collect() lists the hub's channels sorted, and each one's PlayerSinks in order
+        channels = [channel for _, channel in sorted(server.hub.channels.items())]
+        for stream, channel in zip(stats["streams"], channels, strict=True):
+            sinks = [p for p in channel.players if isinstance(p, PlayerSink)]
+            players = [dict(entry, worker=self.index)
+                       for entry, sink in zip(stream["players"], sinks, strict=True)
+                       if not self._internal(sink)]
+            publication = channel.publication
             if publication is not None and publication.internal:
                 stream["publisher"] = None
             elif stream["publisher"] is not None:
                 stream["publisher"]["worker"] = self.index
+            elif not players:
+                continue  # only siblings play it here
+            if len(streams) == MAX_STATS_STREAMS:
+                truncated = True
+                break
+            if len(players) > players_left:
+                players, truncated = players[:players_left], True
+            players_left -= len(players)
+            stream["players"] = players
+            if len(json.dumps(stream["metadata"])) > MAX_STATS_METADATA:
+                stream["metadata"], truncated = {"truncated": True}, True
+            streams.append(stream)
+        stats["streams"] = streams
+        while len(json.dumps(stats)) > MAX_LINE // 2 and streams:  # long names
+            del streams[len(streams) // 2:]
+            truncated = True
+        if truncated:
+            stats["truncated"] = True
         return stats
 
 
@@ -402,8 +516,10 @@ def aggregate_stats(workers: Iterable[dict[str, Any]], uptime: float) -> dict[st
     publisher (on the worker that owns it) and the players of every worker."""
     streams: dict[str, dict[str, Any]] = {}
     connections = 0
+    truncated = False
     for stats in workers:
         connections += int(stats["connections"])
+        truncated = truncated or bool(stats.get("truncated"))
         for stream in stats["streams"]:
             entry = streams.setdefault(stream["key"], {
                 "key": stream["key"], "app": stream["app"], "name": stream["name"],
@@ -417,7 +533,7 @@ def aggregate_stats(workers: Iterable[dict[str, Any]], uptime: float) -> dict[st
                 entry["metadata"] = stream["metadata"]
     listed = [streams[key] for key in sorted(streams)]
     players = [player for stream in listed for player in stream["players"]]
-    return {
+    return {**({"truncated": True} if truncated else {}),
         "uptime": uptime,
         "connections": connections,
         "streams": listed,
@@ -460,29 +576,49 @@ class Supervisor:
         self._control: asyncio.Server | None = None
         self._watchers: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Bind the port, start the workers, return once all are ready."""
-        self._dir = tempfile.mkdtemp(prefix="rtmpx-workers-")  # 0700
-        self._path = os.path.join(self._dir, "control")
-        family, kind, proto, _, address = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM)[0]
-        reserved = self._reserved = socket.socket(family, kind, proto)
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserved.bind(address)  # never listens: it keeps the port while workers restart
-        self.port = int(reserved.getsockname()[1])
-        self.settings["port"] = self.port
-        self._control = await asyncio.start_unix_server(self._accept, self._path, limit=MAX_LINE)
-        self.started_at = time.monotonic()
-        for child in self.children:
-            await self._spawn(child)
+    @property
+    def control_path(self) -> str:
+        """The Unix socket the workers join (once :meth:`listen` ran)."""
+        return self._path
+
+    async def listen(self) -> None:
+        """Bind the port (kept while workers restart) and the control socket
+        (the first part of :meth:`start`; on failure, nothing is left)."""
         try:
+            self._dir = tempfile.mkdtemp(prefix="rtmpx-workers-")  # 0700
+            self._path = os.path.join(self._dir, "control")
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM)[0]
+            reserved = self._reserved = socket.socket(family, kind, proto)
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reserved.bind(address)  # never listens: it keeps the port while workers restart
+            self.port = int(reserved.getsockname()[1])
+            self.settings["port"] = self.port
+            self._control = await asyncio.start_unix_server(self._accept, self._path,
+                                                            limit=MAX_LINE)
+            self.started_at = time.monotonic()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def start(self) -> None:
+        """Bind the port, start the workers, return once all are ready.
+        On any failure (or cancellation) whatever was started is stopped,
+        the port and the private directory let go, and the error raised."""
+        await self.listen()
+        try:
+            for child in self.children:
+                await self._spawn(child)
             async with asyncio.timeout(START_TIMEOUT):
                 for child in self.children:
                     await child.ready.wait()
         except TimeoutError:
             await self.close()
             raise RtmpError(f"the workers did not start within {START_TIMEOUT:g} s") from None
+        except BaseException:
+            await self.close()
+            raise
         log.info("%d workers serving port %d", len(self.children), self.port)
 
     async def close(self, timeout: float = 60.0) -> None:
@@ -573,10 +709,11 @@ class Supervisor:
         if op == "ready":
             child.port = int(message["port"])
             child.ready.set()
-            if child.channel is not None:
-                child.channel.send({"op": "owners", "owners": [
-                    [key.app, key.name, owner, self.children[owner].port]
-                    for key, owner in self.owners.items()]})
+            if child.channel is not None:  # the registry, one key a message (bounded)
+                child.channel.send({"op": "owners", "owners": []})
+                for key, owner in self.owners.items():
+                    child.channel.send({"op": "owner", "app": key.app, "name": key.name,
+                                        "worker": owner, "port": self.children[owner].port})
         elif op == "claim":
             return self._claim(child, _key(message), bool(message.get("replace")))
         elif op == "release":
@@ -643,6 +780,9 @@ class Supervisor:
             except TimeoutError:
                 log.warning("worker %d did not let go of %s: taken over", owner, key)
                 self._release(owner, key)
+                # it is told (the "owner" of the key names another), and told to drop it
+                if other is not None:
+                    other.send({"op": "drop", "app": key.app, "name": key.name})
         return {"ok": False}
 
     # -- stats ------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,14 @@ import pytest
 import rtmpx
 from rtmpx.errors import StatusError
 from rtmpx.flv import read_tags
+from rtmpx.server import workers
+from rtmpx.server.control import MAX_LINE, ControlChannel
+from rtmpx.server.hooks import Request
+from rtmpx.server.hub import StreamKey
+from rtmpx.server.recorder import encode_name
+from rtmpx.server.workers import Supervisor, Worker
 
-from ..peers import free_port, publish_frames
+from ..peers import channel, free_port, live, messages_in, publish_frames, wait_for
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -274,3 +282,254 @@ def test_a_dead_worker_is_started_again(tmp_path: Path) -> None:
     with cluster(tmp_path) as c:
         asyncio.run(main(c))
         assert c.stop() == 0
+
+
+# -- a supervisor and its workers in this process, over their real control channel ----------
+#
+# Each worker's server listens on a port of its own, so that a test picks the
+# worker a client reaches; the supervisor spawns no process (Supervisor.listen).
+
+
+class InProcess:
+    def __init__(self, supervisor: Supervisor, workers: list[Worker],
+                 servers: list[rtmpx.Server]) -> None:
+        self.supervisor = supervisor
+        self.workers = workers
+        self.servers = servers
+
+    def url(self, index: int, name: str = "s") -> str:
+        return f"rtmp://127.0.0.1:{self.servers[index].port}/live/{name}"
+
+    async def roundtrip(self, index: int) -> None:
+        """A request from worker ``index`` answered: whatever it sent before
+        is handled by the supervisor, whatever the supervisor sent before
+        the answer is handled by the worker."""
+        channel = self.workers[index].channel
+        assert channel is not None
+        await channel.request({"op": "ping"})
+
+    async def close(self) -> None:
+        for worker, server in zip(self.workers, self.servers, strict=True):
+            await worker.close()
+            await server.close()
+            worker.detach()
+        await self.supervisor.close()
+
+
+@contextlib.asynccontextmanager
+async def in_process(count: int = 2, **options: Any) -> AsyncIterator[InProcess]:
+    supervisor = Supervisor(count, {}, host="127.0.0.1", port=0)
+    await supervisor.listen()
+    workers: list[Worker] = []
+    servers: list[rtmpx.Server] = []
+    cluster = InProcess(supervisor, workers, servers)
+    try:
+        for index in range(count):
+            worker = await Worker.connect(supervisor.control_path, index)
+            server = rtmpx.Server("127.0.0.1", 0, on_publish=worker.claim, admit=worker.admit,
+                                  record_gate=worker.record_gate, **options)
+            workers.append(worker)
+            servers.append(server)
+            await worker.start(server)
+        for child in supervisor.children:
+            await child.ready.wait()
+        yield cluster
+    finally:
+        await cluster.close()
+
+
+KEY = StreamKey("live", "s")
+
+
+def test_a_cancelled_claim_gives_back_the_key_it_gets() -> None:
+    async def main() -> None:
+        async with in_process() as c:
+            worker = c.workers[0]
+            request = Request("publish", "live", "s", "", "127.0.0.1:1")
+            hook = asyncio.ensure_future(worker.claim(request))
+            await asyncio.sleep(0)        # the claim is sent ...
+            hook.cancel()                 # ... and its connection goes
+            with pytest.raises(asyncio.CancelledError):
+                await hook
+            await c.roundtrip(0)          # the grant came back, the release went
+            await c.roundtrip(0)
+            assert KEY not in c.supervisor.owners and KEY not in worker.owned
+            async with rtmpx.connect(c.url(1)) as client, await client.publish():
+                await c.roundtrip(1)
+                assert c.supervisor.owners[KEY] == 1
+
+    asyncio.run(main())
+
+
+def test_a_forced_takeover_drops_the_old_owners_publisher(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "CLAIM_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        async with in_process(duplicate_publish="replace") as c, \
+                rtmpx.connect(c.url(0)) as first, await first.publish() as stream:
+            await stream.send_video(0, b"\x17\x01\x00\x00\x00" + bytes(8))
+            await wait_for(lambda: live(c.servers[0], "live/s"))
+            assert c.supervisor.owners[KEY] == 0
+            old = c.workers[0].channel
+            assert old is not None
+            old.writer.transport.pause_reading()  # worker 0 hangs: it never lets go
+            async with rtmpx.connect(c.url(1)) as second, await second.publish():
+                assert c.supervisor.owners[KEY] == 1   # taken over
+                old.writer.transport.resume_reading()
+                await c.roundtrip(0)
+                assert KEY not in c.workers[0].owned
+                assert not live(c.servers[0], "live/s")
+                assert live(c.servers[1], "live/s")
+                assert c.supervisor.owners[KEY] == 1
+
+    asyncio.run(main())
+
+
+def test_sibling_pulls_do_not_count_against_the_public_limits() -> None:
+    async def main() -> None:
+        async with in_process(max_connections_per_ip=1) as c:
+            started = asyncio.Event()
+            player = asyncio.create_task(play_numbers(c.url(1), started))
+            await started.wait()
+            await c.roundtrip(1)
+            publisher = asyncio.create_task(
+                publish_frames(c.url(0), 100_000, keyint=KEYINT, interval=0.01))
+            # worker 1 pulls from worker 0, from 127.0.0.1 like the publisher
+            await wait_for(lambda: messages_in(c.servers[1], "live/s") > 20)
+            server = c.servers[0]
+            assert len(server.connections) == 1    # the publisher; the pull counts apart
+            stats = c.workers[0].stats()
+            assert stats["connections"] == 1
+            (stream,) = stats["streams"]
+            assert stream["players"] == [] and stream["publisher"]["worker"] == 0
+            (stream,) = c.workers[1].stats()["streams"]
+            assert stream["publisher"] is None and len(stream["players"]) == 1
+            publisher.cancel()
+            player.cancel()
+            await asyncio.gather(publisher, player, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_stats_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "MAX_STATS_PLAYERS", 1)
+
+    async def main() -> None:
+        async with in_process() as c:
+            players = []
+            for _ in range(2):
+                started = asyncio.Event()
+                players.append(asyncio.create_task(play_numbers(c.url(0), started)))
+                await started.wait()
+            async with rtmpx.connect(c.url(0)) as client, await client.publish() as stream:
+                await stream.send_metadata({f"k{i}": "x" * 1000 for i in range(200)})
+                await wait_for(lambda: (found := channel(c.servers[0], "live/s")) is not None
+                               and found.metadata is not None)
+                stats = await c.supervisor.stats()
+                (entry,) = stats["streams"]
+                assert entry["metadata"] == {"truncated": True}
+                assert len(entry["players"]) == 1 and stats["truncated"]
+            for task in players:
+                task.cancel()
+            await asyncio.gather(*players, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_a_control_answer_too_long_is_an_error_not_a_dead_channel() -> None:
+    async def main() -> None:
+        left, right = socket.socketpair()
+
+        def handle(message: dict[str, Any]) -> dict[str, Any]:
+            return {"blob": "x" * (MAX_LINE + 1)} if message["op"] == "big" else {"ok": True}
+
+        ends = []
+        for sock, handler in ((left, handle), (right, handle)):
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE)
+            ends.append(ControlChannel(reader, writer, handler))
+        runs = [asyncio.ensure_future(end.run()) for end in ends]
+        answer = await ends[0].request({"op": "big"})
+        assert "error" in answer and "blob" not in answer
+        assert (await ends[0].request({"op": "small"}))["ok"]
+        with pytest.raises(ValueError):
+            ends[0].send({"blob": "x" * MAX_LINE})
+        for end in ends:
+            end.close()
+        await asyncio.gather(*runs)
+
+    asyncio.run(main())
+
+
+def test_a_key_is_released_only_once_its_recording_is_closed(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process(record_dir=tmp_path) as c:
+            recordings = c.servers[0].recordings
+            series = f"{(tmp_path / encode_name('live')).resolve()}/{encode_name('s')}"
+            with recordings.series_lock(series):   # the recorder cannot close its file yet
+                await publish_frames(c.url(0), 30, keyint=KEYINT)
+                await wait_for(lambda: not live(c.servers[0], "live/s"))
+                await c.roundtrip(0)
+                await c.roundtrip(0)
+                assert recordings.writing(KEY)
+                assert c.supervisor.owners.get(KEY) == 0   # not released yet
+            await wait_for(lambda: not recordings.writing(KEY))
+            await c.roundtrip(0)
+            await c.roundtrip(0)
+            assert KEY not in c.supervisor.owners
+
+    asyncio.run(main())
+
+
+def test_a_pulled_key_is_recorded_by_one_worker(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with rtmpx.Server("127.0.0.1", 0) as origin, in_process(record_dir=tmp_path / "rec",
+                                      pull=f"rtmp://127.0.0.1:{origin.port}/live") as c:
+            players = []
+            for index in (0, 1):
+                started = asyncio.Event()
+                players.append(asyncio.create_task(play_numbers(c.url(index), started)))
+                await started.wait()
+            await c.roundtrip(0)
+            await c.roundtrip(1)
+            total = 60
+            assert await publish_frames(f"rtmp://127.0.0.1:{origin.port}/live/s", total,
+                                        keyint=KEYINT, interval=0.01, hold=0.5) == total
+            for frames in await asyncio.gather(*players):
+                assert frames
+        recordings = list((tmp_path / "rec").rglob("*.flv"))
+        assert len(recordings) == 1, recordings
+
+    asyncio.run(main())
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    async def main() -> None:
+        supervisor = Supervisor(1, {}, host="127.0.0.1", port=0,
+                                command=[str(tmp_path / "no-such-program")])
+        with pytest.raises(OSError):
+            await supervisor.start()
+        assert list(tmp_path.iterdir()) == []
+        # the port was let go: it can be bound again without SO_REUSEPORT
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", supervisor.port))
+
+    asyncio.run(main())
+
+
+def test_the_servers_timers_cover_the_internal_connections() -> None:
+    async def main() -> None:
+        async with in_process(idle_timeout=1.0) as c:
+            worker = c.workers[0]
+            internal = worker._context
+            assert internal is not None and internal is not c.servers[0].context
+            url = f"rtmp://127.0.0.1:{worker.internal_port}/live?{workers.TOKEN_PARAM}={worker.token}"
+            async with rtmpx.connect(url):
+                assert len(internal.connections) == 1 and not c.servers[0].connections
+                # neither publishes nor plays: the server's tick closes it
+                await wait_for(lambda: not internal.connections)
+
+    asyncio.run(main())
