@@ -272,7 +272,8 @@ def _publish(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        async with connect(args.url) as client, await client.publish() as stream:
+        async with connect(args.url, follow_reconnect=not args.no_follow) as client, \
+                await client.publish() as stream:
             progress = _Progress("published")
             offset = 0
             while True:
@@ -401,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("file", help="the FLV file")
     pub.add_argument("url", help="rtmp://host[:port]/app/stream (rtmps:// for TLS)")
     pub.add_argument("--loop", action="store_true", help="start over at the end, forever")
+    pub.add_argument("--no-follow", action="store_true",
+                     help="do not offer to follow reconnect requests (Enhanced RTMP): by "
+                          "default a server may ask the publish to move to another server")
     pub.add_argument("--no-realtime", action="store_true",
                      help="send as fast as possible instead of at the file's pace")
     pub.set_defaults(func=_publish)

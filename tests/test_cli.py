@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from rtmpx.__main__ import main
 
-from .peers import Sample, ffmpeg_exe, free_port, packet_count
+from .peers import Sample, ffmpeg_exe, free_port, live, packet_count, wait_for
 
 
 def test_amf_encode_decode(capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,3 +157,30 @@ def test_serve_limit_options_reach_the_server() -> None:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=30)
     assert b"limit max_connections=1" in err and b"limit handshake_timeout=1" in err
+
+
+@pytest.mark.parametrize("stay", [False, True])
+async def test_publish_follows_a_reconnect_request(sample: Sample, stay: bool) -> None:
+    """``rtmpx publish`` offers to follow reconnect requests (Enhanced RTMP)
+    and moves to the server one names; with ``--no-follow`` it does not
+    offer, and is never asked."""
+    from rtmpx import Server
+
+    async with Server(port=0) as first, Server(port=0) as second:
+        url = f"rtmp://127.0.0.1:{first.port}/live/cli-move"
+        args = _rtmpx("publish", str(sample.path), url, "--loop", *(["--no-follow"] * stay))
+        proc = await asyncio.create_subprocess_exec(*args, stderr=subprocess.PIPE)
+        try:
+            await wait_for(lambda: live(first, "live/cli-move"))
+            asked = first.request_reconnect(("live", "cli-move"),
+                                            tc_url=f"rtmp://127.0.0.1:{second.port}/live")
+            assert len(asked) == (0 if stay else 1)  # asked only if it advertised it
+            if stay:
+                await asyncio.sleep(1.0)
+                assert live(first, "live/cli-move") and not live(second, "live/cli-move")
+            else:
+                await wait_for(lambda: live(second, "live/cli-move"))
+            assert proc.returncode is None  # still publishing
+        finally:
+            proc.terminate()
+            await proc.communicate()
