@@ -178,7 +178,8 @@ cdef class ChunkReader:
 
     ``max_messages`` (0: no bound) is the most messages one :meth:`feed`
     returns (an aggregate counts as the messages it may carry, one per 15
-    bytes: a part's header and back pointer): the rest of its input waits (:attr:`pending`) for the next
+    bytes: a part's header and back pointer; a caller reads what is
+    pending, with ``feed(b"")``, before it feeds more): the rest of its input waits (:attr:`pending`) for the next
     feed, ``feed(b"")`` included, so that a caller can bound its work per
     call whatever the input packs (one-byte messages).
     """
@@ -199,7 +200,8 @@ cdef class ChunkReader:
     cdef Py_ssize_t _max_chunk_streams
     cdef Py_ssize_t _max_messages  # 0: unbounded
     cdef Py_ssize_t _taken         # messages the current feed returned (aggregates weigh more)
-    cdef bytes _rest               # input a bounded feed left for the next one
+    cdef bytes _rest               # input a bounded feed left for the next one...
+    cdef Py_ssize_t _rest_at       # ...from this offset (no copy per batch)
     cdef bint _failed
 
     def __cinit__(self):
@@ -262,13 +264,16 @@ cdef class ChunkReader:
     def buffered(self):
         """Bytes of incomplete messages held now (bounded by ``max_buffered``),
         and :attr:`pending` input."""
-        return self._buffered + (len(self._rest) if self._rest is not None else 0)
+        return self._buffered + self._pending()
 
     @property
     def pending(self):
         """Bytes of input a feed bounded by ``max_messages`` left unread:
         the next feed reads them first."""
-        return len(self._rest) if self._rest is not None else 0
+        return self._pending()
+
+    cdef inline Py_ssize_t _pending(self) noexcept:
+        return len(self._rest) - self._rest_at if self._rest is not None else 0
 
     def feed(self, data):
         """Consume ``data`` (after any :attr:`pending` input); return every
@@ -276,7 +281,7 @@ cdef class ChunkReader:
         cdef Py_buffer view
         cdef list out = []
         cdef bytes whole
-        cdef Py_ssize_t used
+        cdef Py_ssize_t used, start
         if self._failed:
             raise ProtocolError("chunk reader is unusable after an earlier error")
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
@@ -289,16 +294,20 @@ cdef class ChunkReader:
                     if used < view.len:
                         self._rest = PyBytes_FromStringAndSize(<const char*>view.buf + used,
                                                                view.len - used)
+                        self._rest_at = 0
                 else:
                     whole = self._rest
+                    start = self._rest_at
                     self._rest = None
-                    if view.len:
-                        whole = whole + PyBytes_FromStringAndSize(<const char*>view.buf,
-                                                                  view.len)
-                    used = self._run(<const uint8_t*>_bytes_data(<PyObject*>whole),
-                                     len(whole), out, True)
-                    if used < len(whole):
-                        self._rest = whole[used:]
+                    if view.len:  # new input while some is pending: after it
+                        whole = whole[start:] + PyBytes_FromStringAndSize(
+                            <const char*>view.buf, view.len)
+                        start = 0
+                    used = self._run(<const uint8_t*>_bytes_data(<PyObject*>whole) + start,
+                                     len(whole) - start, out, True)
+                    if start + used < len(whole):
+                        self._rest = whole
+                        self._rest_at = start + used
             except BaseException:
                 self._failed = True
                 raise

@@ -183,7 +183,8 @@ class ChunkReader:
 
     ``max_messages`` (0: no bound) is the most messages one :meth:`feed`
     returns (an aggregate counts as the messages it may carry, one per 15
-    bytes: a part's header and back pointer): the rest of its input waits (:attr:`pending`) for the next
+    bytes: a part's header and back pointer; a caller reads what is
+    pending, with ``feed(b"")``, before it feeds more): the rest of its input waits (:attr:`pending`) for the next
     feed, ``feed(b"")`` included, so that a caller can bound its work per
     call whatever the input packs (one-byte messages).
     """
@@ -204,7 +205,8 @@ class ChunkReader:
         self._max_chunk_streams = max_chunk_streams
         self._max_buffered = max_buffered
         self._max_messages = max_messages
-        self._rest: bytes | None = None  # input a bounded feed left for the next one
+        self._rest: bytes | None = None  # input a bounded feed left for the next one...
+        self._rest_at = 0  # ...from this offset (no copy per batch)
         self._taken = 0  # messages the current feed returned (aggregates weigh more)
         self._streams: dict[int, _InStream] = {}
         self._chunk_size = 128
@@ -259,7 +261,7 @@ class ChunkReader:
     def pending(self) -> int:
         """Bytes of input a feed bounded by ``max_messages`` left unread:
         the next feed reads them first."""
-        return len(self._rest) if self._rest is not None else 0
+        return len(self._rest) - self._rest_at if self._rest is not None else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Consume ``data`` (after any :attr:`pending` input); return every
@@ -274,12 +276,19 @@ class ChunkReader:
         self._taken = 0
         out: list[Message] = []
         try:
+            whole: bytes | None = None
+            start = 0
             if self._rest is not None:
-                view = memoryview(self._rest + bytes(view))
-                self._rest = None
+                whole, start, self._rest = self._rest, self._rest_at, None
+                if len(view):  # new input while some is pending: after it
+                    whole, start = whole[start:] + bytes(view), 0
+                view = memoryview(whole)[start:]
             used = self._run(view, out, True)
             if used < len(view):
-                self._rest = bytes(view[used:])
+                if whole is None:
+                    self._rest, self._rest_at = bytes(view[used:]), 0
+                else:
+                    self._rest, self._rest_at = whole, start + used
         except BaseException:
             self._failed = True
             raise

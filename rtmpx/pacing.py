@@ -69,7 +69,7 @@ class Pacer:
     waits for a later turn, ``hold(False)`` resumes it.
     """
 
-    __slots__ = ("_handle", "_hold", "_late", "_waiting")
+    __slots__ = ("_again", "_busy", "_handle", "_hold", "_late", "_waiting")
 
     def __init__(self, handle: Callable[[Buffer], int],
                  hold: Callable[[bool], None]) -> None:
@@ -77,31 +77,42 @@ class Pacer:
         self._hold = hold
         self._waiting = 0                  # bytes the session held at the last call
         self._late: list[bytes] | None = None  # reads that raced the pause
+        self._busy = False                 # handling a read
+        self._again: list[bytes] = []      # reads that came while one was handled
 
     @property
     def waiting(self) -> int:
         """Bytes received and not processed yet."""
         late = sum(map(len, self._late)) if self._late is not None else 0
-        return max(self._waiting, 0) + late
+        return max(self._waiting, 0) + late + sum(map(len, self._again))
 
     def feed(self, data: Buffer) -> None:
         """Bytes from the transport (they may be :func:`read_buffer`'s: what
         waits is copied)."""
         if self._late is not None:  # a read that came before the pause took effect
             self._late.append(bytes(data))
-            return
-        self._run(data)
+        elif self._busy:  # a read from inside the handling of the last one (a TLS
+            self._again.append(bytes(data))  # transport closed there reads on)
+        else:
+            self._run(data)
 
     def _run(self, data: Buffer) -> None:
         start = time.perf_counter()
-        left = self._waiting = self._handle(data)
-        while left > 0:
-            if time.perf_counter() - start > TURN:
-                self._late = []
-                self._hold(True)
-                asyncio.get_running_loop().call_soon(self._next_turn)
-                return
-            left = self._waiting = self._handle(b"")
+        self._busy = True
+        try:
+            left = self._waiting = self._handle(data)
+            while left > 0 or (left == 0 and self._again):
+                if time.perf_counter() - start > TURN:
+                    self._late, self._again = self._again, []
+                    self._hold(True)
+                    asyncio.get_running_loop().call_soon(self._next_turn)
+                    return
+                more = b"" if left > 0 else b"".join(self._again)
+                if left == 0:
+                    self._again.clear()
+                left = self._waiting = self._handle(more)
+        finally:
+            self._busy = False
 
     def _next_turn(self) -> None:
         late, self._late = self._late, None
@@ -113,10 +124,12 @@ class Pacer:
     def finish(self) -> None:
         """Process what is left now, whatever the time (the connection is
         lost: what it received before is still owed to the others)."""
-        late, self._late = self._late, None
-        if late is None and self._waiting <= 0:
+        late, self._late = self._late or [], None
+        late += self._again
+        self._again = []
+        if not late and self._waiting <= 0:
             return
-        left = self._waiting = self._handle(b"".join(late or ()))
+        left = self._waiting = self._handle(b"".join(late))
         while left > 0:
             left = self._waiting = self._handle(b"")
 

@@ -123,3 +123,21 @@ def test_a_flush_interval_is_a_short_positive_time() -> None:
     for bad in (0, -1, 2):
         with pytest.raises(ValueError):
             Flusher(bad)
+
+
+async def test_a_read_from_inside_the_handling_of_one_comes_after_it() -> None:
+    """A transport closed while a read is handled may read on at once (asyncio's
+    TLS shutdown does): that read waits for the current one, in order."""
+    got: list[bytes] = []
+    pacer: Pacer
+
+    def handle(data: bytes | bytearray | memoryview) -> int:
+        got.append(bytes(data))
+        if bytes(data) == b"first":
+            pacer.feed(b"inner")      # re-entered
+            got.append(b"first-done")
+        return 0
+
+    pacer = Pacer(handle, lambda on: None)
+    pacer.feed(b"first")
+    assert got == [b"first", b"first-done", b"inner"] and not pacer.waiting
