@@ -5,10 +5,11 @@ A peer can pack thousands of messages into one read (a flood of empty or
 one-byte messages; uvloop reads a busy socket many times per loop turn),
 and each message costs Python work.  A session reads at most
 :data:`rtmpx.session.base.BATCH` messages per call when asked (the rest
-of the read waits in its chunk reader), and :class:`Pacer` calls it again until the read is done or
-:data:`TURN` seconds have passed: the rest waits for a later loop turn,
-with reading paused meanwhile, so one peer delays everyone else by at
-most about one turn.  Large reads of large messages take one call.
+of the read waits in its chunk reader), and :class:`Pacer` calls it
+again until the read is done or :data:`TURN` seconds have passed: the
+rest waits for a later loop turn, with reading paused meanwhile, so one
+peer delays everyone else by at most about one turn.  Large reads of
+large messages take one call.
 
 Reads land in one buffer per thread (:func:`read_buffer`, for
 ``asyncio.BufferedProtocol``): no allocation and no copy per read; the
