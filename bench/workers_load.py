@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from rtmpx.benchmark.runner import (
     machine,
     make_sample,
     start_rtmpx,
+    wait_all,
 )
 
 
@@ -88,16 +88,6 @@ def stats(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as answer:
         found: dict[str, Any] = json.loads(answer.read())
     return found
-
-
-def wait_all(pubs: list[subprocess.Popen[bytes]], limit: float) -> list[subprocess.Popen[bytes]]:
-    """Wait up to ``limit`` s for ``pubs`` to exit; those still running."""
-    deadline = time.monotonic() + limit
-    while True:
-        running = [p for p in pubs if p.poll() is None]
-        if not running or time.monotonic() >= deadline:
-            return running
-        time.sleep(0.2)
 
 
 def ingest(procs: Processes, ffmpeg: str, sample: Sample, workers: int, publishers: int,

@@ -28,8 +28,9 @@ from rtmpx.benchmark.runner import (
     find_nginx,
     sample_cache,
     start_rtmpx,
+    wait_all,
 )
-from rtmpx.benchmark.scenarios import Step, _wait_all, saturation_point
+from rtmpx.benchmark.scenarios import Step, saturation_point
 from rtmpx.flv import FLVWriter
 
 NGINX_THERE = NGINX.exists() and NGINX_MODULE.exists()
@@ -169,7 +170,7 @@ def test_wait_all_has_a_deadline() -> None:
     with Processes() as procs:
         quick = procs.start([sys.executable, "-c", "pass"])
         stuck = procs.start([sys.executable, "-c", "import time; time.sleep(60)"])
-        assert _wait_all([quick, stuck], 0.3) == [stuck]
+        assert wait_all([quick, stuck], 0.3) == [stuck]
     assert stuck.returncode is not None  # stopped with the others
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "start_nginx",
     "start_rtmpx",
     "stop_process",
+    "wait_all",
     "wait_listening",
 ]
 
@@ -116,6 +117,18 @@ def rss_kb(pid: int, key: str = "VmRSS") -> int:
     except OSError:
         pass
     return 0
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]],
+             limit: float) -> list[subprocess.Popen[bytes]]:
+    """Wait up to ``limit`` seconds for ``procs`` to exit; those still
+    running then (for the caller to stop and note)."""
+    deadline = time.monotonic() + limit
+    while True:
+        running = [p for p in procs if p.poll() is None]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)
 
 
 def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:

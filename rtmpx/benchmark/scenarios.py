@@ -56,6 +56,7 @@ from .runner import (
     scan_log,
     start_nginx,
     start_rtmpx,
+    wait_all,
 )
 
 __all__ = ["SCENARIOS", "SERVERS", "Bench", "Progress", "RunError", "Settings", "Step",
@@ -565,7 +566,7 @@ class Bench:
                         for i, url in enumerate(urls)]
                 # As fast as they can: even at a third of real time they are done by then.
                 limit = 30 + 3 * sample.seconds * (loops + 1)
-                late = _wait_all(pubs, limit)
+                late = wait_all(pubs, limit)
                 for p in late:
                     self.procs.stop(p)
                 if late:
@@ -658,17 +659,6 @@ def saturation_point(points: list[Step], top: int) -> tuple[float, str]:
     if slope <= 0:
         return float("nan"), f"no CPU growth with players: not measurable here ({why})"
     return (1.0 - (my - slope * mx)) / slope, f"extrapolated from {len(good)} steps ({why})"
-
-
-def _wait_all(procs: list[subprocess.Popen[bytes]], limit: float) -> list[subprocess.Popen[bytes]]:
-    """Wait up to ``limit`` seconds for ``procs`` to exit; those still
-    running then (for the caller to stop and note)."""
-    deadline = time.monotonic() + limit
-    while True:
-        running = [p for p in procs if p.poll() is None]
-        if not running or time.monotonic() >= deadline:
-            return running
-        time.sleep(0.1)
 
 
 def _settle(server: ServerProcess, limit: float = 3.0) -> None:
