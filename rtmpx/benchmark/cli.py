@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write every run, median and ratio as JSON (- for stdout)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny version of every scenario (well under a minute)")
+    parser.add_argument("--rtmpx-args", default="", metavar="ARGS",
+                        help="extra options for the rtmpx server under test, as one string "
+                             "(e.g. '--flush-interval 100')")
     parser.add_argument("--nginx", metavar="PATH",
                         help="the nginx binary (default $RTMPX_BENCH_NGINX or /usr/sbin/nginx)")
     parser.add_argument("--nginx-module", metavar="PATH",
@@ -68,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
     warmup = args.warmup if args.warmup is not None else (0.3 if quick else 1.0)
     settings = Settings(scenarios=scenarios, servers=servers, rounds=rounds,
                         seconds=seconds, warmup=warmup, quick=quick, nginx=args.nginx,
-                        nginx_module=args.nginx_module)
+                        nginx_module=args.nginx_module,
+                        rtmpx_args=tuple(shlex.split(args.rtmpx_args)))
     env = environment()
     info = {"rtmpx": __version__, "date": datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"), "machine": machine(),
         "command": shlex.join(["rtmpx", *sys.argv[1:]]) if sys.argv else "rtmpx bench",
         "settings": {"scenarios": list(scenarios), "servers": list(servers),
                      "rounds": rounds, "seconds": seconds, "warmup": warmup,
-                     "quick": quick},
+                     "quick": quick, "rtmpx_args": list(settings.rtmpx_args)},
         "environment": env}
     report = Report(info)
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -84,6 +84,8 @@ class Settings:
     quick: bool = False
     nginx: str | None = None
     nginx_module: str | None = None
+    #: extra ``rtmpx serve`` options for the server under test
+    rtmpx_args: tuple[str, ...] = ()
 
 
 # --- progress -------------------------------------------------------------------
@@ -243,7 +245,7 @@ class Bench:
             if name == "nginx":
                 srv = start_nginx(self.procs, folder, self.nginx, self.nginx_module)
             else:
-                srv = start_rtmpx(self.procs, folder)
+                srv = start_rtmpx(self.procs, folder, extra_args=self.settings.rtmpx_args)
         except RuntimeError as exc:
             log = folder / f"{name}.log"
             tail = log.read_text("utf-8", "replace")[-600:] if log.exists() else ""

@@ -41,6 +41,7 @@ from ..events import (
     Unpublished,
     VideoData,
 )
+from ..fanout import DUE, FLUSH, Outbox
 from ..pacing import Flusher, Pacer, read_buffer
 from ..session import ConnectionState, ServerSession, SessionConfig
 from ..session.base import Buffer
@@ -189,11 +190,13 @@ class Connection(asyncio.BufferedProtocol):
         self._early: list[bytes] = []   # bytes that came with the end of the TLS handshake
         self._backlogged = False
         self._pacer = Pacer(self._receive, self._paced)
-        self._merged = 0         # media bytes queued for the next merged flush
         self._flusher = context.flusher
+        # media for our players (the fan-out appends to the session's output);
         # merged bytes held at most: small next to a player's queue bound, so
         # that a flush cannot jump a backlog past the drop rule to the kick
-        self._merge_max = min(MERGE_MAX, context.limits.max_queue // 8)
+        merge_max = (min(MERGE_MAX, context.limits.max_queue // 8)
+                     if self._flusher is not None else 0)
+        self.outbox = Outbox(self.session, merge_max, self._media_due)
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -203,6 +206,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance
         self.transport = tp = cast(asyncio.Transport, transport)
+        self.outbox.transport = tp
         peer = tp.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.ip = str(peer[0]) if isinstance(peer, tuple) else self.peer
@@ -328,41 +332,47 @@ class Connection(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         self._write_paused_since = time.monotonic()
+        self.outbox.measure()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.outbox.measure()  # the peer took most of its backlog
         self._update_reading()
 
     # -- output ------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Write what the session has queued (the one write path to the peer)."""
-        self._merged = 0
-        out = self.session.chunks_to_send()
+        outbox = self.outbox
+        out = outbox.take()   # the session's output: control, commands and media
         transport = self.transport
-        if out and transport is not None and not self.closed:
-            transport.writelines(out)
-            if transport.get_write_buffer_size() > self.context.max_write_buffer:
+        if transport is not None and not self.closed:
+            if out:
+                transport.writelines(out)
+            if outbox.measure() > self.context.max_write_buffer:
                 limit_hit(f"max_write_buffer={self.context.max_write_buffer}", self.peer,
                           "does not read: disconnected")
                 self.abort()
+
+    def _media_due(self) -> None:
+        """The fan-out merged media for us (:class:`rtmpx.fanout.Outbox`):
+        flush now, or at the flusher's next tick."""
+        outbox = self.outbox
+        if outbox.state == FLUSH:
+            self.flush()
+        elif outbox.state == DUE and self._flusher is not None:
+            self._flusher.due(self)
 
     def send_media(self, type_id: int, data: bytes) -> None:
         """Queue fan-out bytes (:func:`rtmpx.session.encode_shared`) for the
         next merged flush: at once without a flusher, or once
         :data:`MERGE_MAX` bytes (at most an eighth of the players'
         ``max_queue``) wait.  Anything flushed before takes them
-        along, in order."""
-        self.session.send_shared(type_id, data)
-        flusher = self._flusher
-        merged = self._merged
-        if flusher is None or merged + len(data) >= self._merge_max:
-            self.flush()
-            return
-        if not merged:
-            flusher.due(self)
-        self._merged = merged + len(data)
+        along, in order.  (The hub's players get theirs through the
+        compiled fan-out, the same way.)"""
+        if self.outbox.add(data):
+            self._media_due()
 
     def backlog(self) -> int:
         """Bytes written to the transport that the peer has not taken yet
@@ -372,7 +382,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def queued_bytes(self) -> int:
         """Bytes held for the peer: its backlog and the merged bytes due."""
-        return self._merged + self.backlog()
+        return self.outbox.merged + self.backlog()
 
     def request_reconnect(self, tc_url: str | None = None,
                           description: str = "The server asks you to reconnect.") -> bool:
@@ -516,6 +526,8 @@ class Connection(asyncio.BufferedProtocol):
             self._pinged = now
             self.session.ping(int(time.time() * 1000) & 0xFFFFFFFF)
             self.flush()
+        if self.players:
+            self.outbox.measure()
         for sink, _ in list(self.players.values()):
             sink.check_lag(now)
 

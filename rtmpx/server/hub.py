@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
+from ..fanout import Gate, Outbox, deliver
 from ..media import MAX_HEADERS, PRIMARY_TRACK, HeaderReplay, classify
 from .limits import MemoryBudget
 
@@ -49,6 +50,7 @@ __all__ = [
     "Publisher",
     "StreamKey",
     "Subscriber",
+    "fan_out",
 ]
 
 log = logging.getLogger("rtmpx.server")
@@ -72,6 +74,20 @@ def _safely(callback: Callable[..., None], *args: Any) -> None:
         callback(*args)
     except Exception:
         log.exception("%r failed", callback)
+
+
+def fan_out(packet: Packet, gates: list[Gate], now: float) -> None:
+    """Deliver ``packet`` through ``gates`` (:func:`rtmpx.fanout.deliver`:
+    compiled, no Python per player), then tell whoever needs to act: a
+    connection whose merged writes are due, a player the slow-player rule
+    disconnects."""
+    try:
+        todo: list[Gate | Outbox] = deliver(packet, gates, now)
+    except Exception:  # a bug: this packet is lost to these players, nothing else
+        log.exception("fan-out of %r failed", packet)
+        return
+    for item in todo:
+        _safely(item.notify)
 
 
 class StreamKey(NamedTuple):
@@ -180,7 +196,13 @@ class Publisher(Protocol):
 
 class Subscriber(Protocol):
     """Anything that receives a channel's packets: the one contract of
-    players, recorders, ingest streams and relays."""
+    players, recorders, ingest streams and relays.
+
+    A player may also have a ``gate`` attribute (a
+    :class:`rtmpx.fanout.Gate`, as :class:`rtmpx.server.player.PlayerSink`
+    has): the channel's live packets then reach it through
+    :func:`fan_out` (compiled), not :meth:`packet`; the cached packets a
+    joining player gets still come through :meth:`packet`."""
 
     def publish_started(self, publication: Publication, now: float) -> None:
         """A publication started (players: also when they join a live
@@ -321,7 +343,9 @@ class Publication:
             return
         channel = self.channel
         channel.cache(packet)
-        for player in channel.players:
+        if channel.gates:
+            fan_out(packet, channel.gates, now)
+        for player in channel.others:
             try:
                 player.packet(packet, now)
             except Exception:  # free until it raises
@@ -343,6 +367,10 @@ class Channel:
         self.budget = budget if budget is not None else MemoryBudget(1 << 62)
         self.publication: Publication | None = None
         self.players: list[Subscriber] = []
+        #: the players with a :class:`~rtmpx.fanout.Gate` (RTMP players: the
+        #: compiled fan-out serves them), and the others (called one by one)
+        self.gates: list[Gate] = []
+        self.others: list[Subscriber] = []
         self.metadata: dict[str, Any] | None = None
         self._metadata: Packet | None = None
         # the latest header packet of each (kind, track, header kind), in
@@ -511,6 +539,11 @@ class Hub:
         the player gets the publication's start and the cached packets."""
         channel = self._channel(key)
         channel.players.append(player)
+        gate: Gate | None = getattr(player, "gate", None)
+        if gate is not None:
+            channel.gates.append(gate)
+        else:
+            channel.others.append(player)
         publication = channel.publication
         if publication is not None:
             _safely(player.publish_started, publication, now)
@@ -526,6 +559,11 @@ class Hub:
             channel.players.remove(player)
         except ValueError:
             return
+        gate: Gate | None = getattr(player, "gate", None)
+        if gate is not None:
+            channel.gates.remove(gate)
+        else:
+            channel.others.remove(player)
         if self.observer is not None:
             _safely(self.observer.demand_changed, channel)
         self._discard_if_idle(channel)

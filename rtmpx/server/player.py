@@ -1,14 +1,16 @@
 """An RTMP player as a hub subscriber: the slow-player policy.
 
 A :class:`PlayerSink` sends a channel's packets to one message stream of
-one connection, through that connection's session (so that every byte to
-the peer comes from its session).  The bytes of a message are chunked
-once per (chunk size, stream id) and shared by every player with that
-shape (:func:`rtmpx.session.encode_shared`).
+one connection, appended to that connection's session output (so that
+every byte to the peer goes out through its session, in order).  The bytes
+of a message are chunked once per (chunk size, stream id) and shared by
+every player with that shape (:func:`rtmpx.session.encode_shared`); the
+loop over a channel's players and the rule below run compiled
+(:mod:`rtmpx.fanout`: the sink's :class:`~rtmpx.fanout.Gate`).
 
 Its queue is the connection's write buffer (what the peer has not taken
 yet: media merged for the next flush does not count, see
-:meth:`rtmpx.server.connection.Connection.send_media`), bounded by the
+:class:`rtmpx.fanout.Outbox`), bounded by the
 policy: a player that falls behind (more than ``max_queue`` bytes queued) loses
 non-key video until the next keyframe (audio and sequence headers are
 kept); one that stays behind - its queue above half of ``max_queue`` -
@@ -23,8 +25,9 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..fanout import Gate, Outbox
 from ..session import ServerSession, StreamState, encode_shared
-from .hub import AUDIO, VIDEO, HubLimits, Packet, Publication
+from .hub import HubLimits, Packet, Publication, fan_out
 from .limits import limit_hit
 
 __all__ = ["PlayerOutput", "PlayerSink", "PlayerStats"]
@@ -39,11 +42,13 @@ class PlayerOutput(Protocol):
     def session(self) -> ServerSession:
         """The connection's session: every byte goes through it."""
 
+    @property
+    def outbox(self) -> Outbox:
+        """Where the fan-out queues media for the connection (its session's
+        output queue, flushed by the connection)."""
+
     def flush(self) -> None:
         """Write what the session has queued."""
-
-    def send_media(self, type_id: int, data: bytes) -> None:
-        """Queue shared media bytes (written with the next flush)."""
 
     def queued_bytes(self) -> int:
         """Bytes held for the peer (its backlog and writes not flushed yet)."""
@@ -68,31 +73,69 @@ class PlayerStats:
 class PlayerSink:
     """One player of a channel: a message stream on some connection.
 
-    Set ``joined`` once :meth:`rtmpx.server.hub.Hub.subscribe` returned: a
+    Its packets are delivered by its :attr:`gate` (the compiled fan-out,
+    :mod:`rtmpx.fanout`), which also keeps its switches and counters.  Set
+    ``joined`` once :meth:`rtmpx.server.hub.Hub.subscribe` returned: a
     publication that starts after that is announced to the player
     (StreamBegin, NetStream.Play.PublishNotify)."""
 
-    __slots__ = ("_behind_since", "_max_queue", "_skip_to_key", "audio", "closed", "joined",
-                 "limits", "output", "paused", "peer", "stats", "stream_id", "video")
+    __slots__ = ("_lagged", "gate", "joined", "limits", "output", "peer", "stream_id")
 
     def __init__(self, output: PlayerOutput, stream_id: int, limits: HubLimits, *,
                  peer: str = "", audio: bool = True, video: bool = True) -> None:
         self.output = output
         self.stream_id = stream_id
         self.limits = limits
-        self._max_queue = limits.max_queue
         self.peer = peer
-        self.audio = audio
-        self.video = video
-        self.paused = False
-        self.stats = PlayerStats()
         self.joined = False
-        self.closed = False
-        self._skip_to_key = True   # a player starts at a keyframe
-        self._behind_since: float | None = None
+        self._lagged = False
+        self.gate = gate = Gate(output.outbox, stream_id, limits.max_queue, encode_shared,
+                                self._gate_kicked)
+        gate.audio = audio
+        gate.video = video
 
     def __repr__(self) -> str:
         return f"<PlayerSink {self.peer} stream {self.stream_id}>"
+
+    # the player's switches, kept by its gate
+
+    @property
+    def audio(self) -> bool:
+        """Whether it receives audio (``receiveAudio``)."""
+        return self.gate.audio
+
+    @audio.setter
+    def audio(self, value: bool) -> None:
+        self.gate.audio = value
+
+    @property
+    def video(self) -> bool:
+        """Whether it receives video (``receiveVideo``)."""
+        return self.gate.video
+
+    @video.setter
+    def video(self, value: bool) -> None:
+        self.gate.video = value
+
+    @property
+    def paused(self) -> bool:
+        """Whether it paused (no media until it resumes)."""
+        return self.gate.paused
+
+    @property
+    def closed(self) -> bool:
+        """Whether it is gone (stopped playing, or disconnected)."""
+        return self.gate.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.gate.closed = value
+
+    @property
+    def stats(self) -> PlayerStats:
+        """What it has seen so far."""
+        gate = self.gate
+        return PlayerStats(gate.bytes_sent, gate.messages_sent, gate.dropped, self._lagged)
 
     @property
     def queued_bytes(self) -> int:
@@ -101,7 +144,8 @@ class PlayerSink:
 
     def behind_seconds(self, now: float) -> float:
         """For how long the player has been behind (0 when it keeps up)."""
-        return 0.0 if self._behind_since is None else now - self._behind_since
+        since = self.gate.behind_since
+        return 0.0 if since < 0 else now - since
 
     # -- the Subscriber contract ---------------------------------------------------
 
@@ -127,50 +171,10 @@ class PlayerSink:
         self.restart()
 
     def packet(self, packet: Packet, now: float) -> None:
-        """Deliver one packet, or drop it by the slow-player rule."""
-        if self.closed:
-            return
-        type_id = packet.type_id
-        header = packet.header
-        output = self.output
-        max_queue = self._max_queue
-        if type_id == VIDEO and not header:
-            if self.paused or not self.video:
-                return
-            queued = output.backlog()
-            if queued > max_queue:
-                # behind: drop video until the next keyframe
-                self._skip_to_key = True
-                if self._behind_since is None:
-                    self._behind_since = now
-                self.stats.dropped += 1
-                return
-            if self._skip_to_key:
-                if not packet.keyframe or queued > max_queue // 2:
-                    self.stats.dropped += 1
-                    return
-                self._skip_to_key = False
-                self._behind_since = None
-        elif type_id == AUDIO and not header and (self.paused or not self.audio):
-            return
-        else:
-            queued = output.backlog()
-        if queued > 2 * max_queue:
-            self.kick(f"max_queue={max_queue}", "write queue over twice max_queue")
-            return
-        session = output.session
-        shape = (session.chunk_size, self.stream_id)
-        shared = packet.shared
-        if shared is None:
-            shared = packet.shared = {}
-        data = shared.get(shape)
-        if data is None:
-            data = shared[shape] = encode_shared(type_id, packet.timestamp, packet.payload,
-                                                 self.stream_id, shape[0])
-        output.send_media(type_id, data)
-        stats = self.stats
-        stats.bytes_sent += len(data)
-        stats.messages_sent += 1
+        """Deliver one packet (a cached one, to a joining player), or drop it
+        by the slow-player rule; live packets come through the hub's
+        :func:`~rtmpx.server.hub.fan_out` instead."""
+        fan_out(packet, [self.gate], now)
 
     # -- policy ---------------------------------------------------------------------
 
@@ -178,28 +182,38 @@ class PlayerSink:
         """Disconnect the player if it stayed behind longer than max_lag.
         A player whose queue drained is no longer behind, even while it
         waits for the next keyframe (a long GOP)."""
-        if self._behind_since is None:
+        gate = self.gate
+        if gate.behind_since < 0:
             return
         if self.output.backlog() <= self.limits.max_queue // 2:
-            self._behind_since = None
-        elif now - self._behind_since > self.limits.max_lag:
-            self.stats.disconnected_for_lag = True
+            gate.behind_since = -1.0
+        elif now - gate.behind_since > self.limits.max_lag:
+            self._lagged = True
             self.kick(f"max_lag={self.limits.max_lag:g}", "behind for longer")
 
     def kick(self, limit: str, reason: str) -> None:
         """Disconnect the player's connection: it broke ``limit``."""
         if not self.closed:
             self.closed = True
-            limit_hit(limit, self.peer, f"slow player disconnected: {reason}")
-            self.output.kick(reason)
+            self._disconnect(limit, reason)
+
+    def _gate_kicked(self) -> None:
+        """The gate found the player's queue over twice ``max_queue`` (and
+        closed it)."""
+        max_queue = self.limits.max_queue
+        self._disconnect(f"max_queue={max_queue}", "write queue over twice max_queue")
+
+    def _disconnect(self, limit: str, reason: str) -> None:
+        limit_hit(limit, self.peer, f"slow player disconnected: {reason}")
+        self.output.kick(reason)
 
     def restart(self) -> None:
         """Start again at the next keyframe (a new publisher, a seek, an unpause)."""
-        self._skip_to_key = True
-        self._behind_since = None
+        self.gate.skip_to_key = True
+        self.gate.behind_since = -1.0
 
     def pause(self, paused: bool) -> None:
         """The player paused (no media until it resumes) or resumed."""
-        self.paused = paused
+        self.gate.paused = paused
         if not paused:
             self.restart()

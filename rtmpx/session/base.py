@@ -24,7 +24,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 from .. import amf
-from ..chunk import ChunkReader, ChunkWriter, Message, default_csid
+from ..chunk import ChunkReader, ChunkWriter, Message
 from ..constants import MessageType as MT
 from ..constants import StatusCode
 from ..constants import UserControlEvent as UC
@@ -113,8 +113,11 @@ def split_query(name: str) -> tuple[str, str]:
     return base, query
 
 
-#: The chunk streams media goes on (the writer's defaults): audio, video, data.
-_MEDIA_CSID: dict[int, int] = {int(t): default_csid(t) for t in (MT.AUDIO, MT.VIDEO, MT.DATA_AMF0)}
+#: The chunk streams shared media goes on (:func:`encode_shared`): audio,
+#: video, data.  Not the writer's defaults (2 to 6): a session's own
+#: messages never go there, so shared bytes (full headers only) and the
+#: session's compressed headers never meet on one chunk stream.
+SHARED_CSID: dict[int, int] = {int(MT.AUDIO): 7, int(MT.VIDEO): 8, int(MT.DATA_AMF0): 9}
 
 
 def encode_shared(type_id: int, timestamp: int, payload: bytes, stream_id: int,
@@ -125,7 +128,7 @@ def encode_shared(type_id: int, timestamp: int, payload: bytes, stream_id: int,
     (:meth:`Session.send_shared`)."""
     writer = ChunkWriter(chunk_size=chunk_size)
     return writer.encode(Message(type_id, payload, timestamp & 0xFFFFFFFF, stream_id,
-                                 _MEDIA_CSID[type_id]))
+                                 SHARED_CSID[type_id]))
 
 
 class MessageStream:
@@ -246,8 +249,17 @@ class Session:
         out = self._out
         if not out:
             return ()
-        self._out = []
-        return out
+        chunks = out[:]
+        out.clear()
+        return chunks
+
+    @property
+    def output(self) -> list[bytes]:
+        """The queue :meth:`chunks_to_send` takes: byte strings for the peer,
+        in wire order; the same list for the session's life.  A fan-out may
+        append bytes made by :func:`encode_shared` to it directly (what
+        :meth:`send_shared` does), and nothing else."""
+        return self._out
 
     @property
     def state(self) -> ConnectionState:
@@ -343,10 +355,9 @@ class Session:
 
     def send_shared(self, type_id: int, data: bytes) -> None:
         """Queue a media message of ``type_id`` chunked by :func:`encode_shared`
-        (once for many peers).  The session forgets what it last sent on that
-        chunk stream, so its own next message there has a full header: no
+        (once for many peers).  Those bytes go on chunk streams of their own
+        (:data:`SHARED_CSID`), which the session's own writer never uses: no
         header of ours is ever measured against one the peer did not get."""
-        self._writer.forget(_MEDIA_CSID[type_id])
         self._out.append(data)
 
     def _media(self, type_id: int, stream_id: int, timestamp: int, payload: Buffer) -> None:

@@ -654,14 +654,15 @@ async def test_merged_writes_hold_media_briefly_and_in_order(interval: float) ->
         await wait_for(lambda: sinks(server, "live/merge") == 1)
         [sink] = channel(server, "live/merge").players
         conn = sink.output
+        outbox = conn.outbox
         held: list[int] = []
-        real_send_media = conn.send_media
+        real_notify = outbox.notify
 
-        def spy(type_id: int, data: bytes) -> None:
-            real_send_media(type_id, data)
+        def spy() -> None:  # the fan-out merged media: flush now, or on the timer
+            real_notify()
             held.append(conn.queued_bytes() - conn.backlog())
 
-        conn.send_media = spy  # type: ignore[method-assign]
+        outbox.notify = spy
         await publish_frames(url, 60, keyint=10, size=2000)
         await peer.until(lambda: any(isinstance(e, Status) and e.code == "NetStream.Play."
                                      "UnpublishNotify" for e in peer.events))
@@ -672,7 +673,7 @@ async def test_merged_writes_hold_media_briefly_and_in_order(interval: float) ->
         assert max(i for i, e in enumerate(peer.events) if isinstance(e, VideoData)) < status[0]
         if interval:
             assert max(held) > 0                       # media waited for its flush
-            assert max(held) < conn._merge_max         # bounded
+            assert max(held) < outbox.merge_max        # bounded
         else:
             assert held and max(held) == 0             # every message written at once
         assert conn.queued_bytes() == conn.backlog()   # nothing left behind

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtmpx import amf
+from rtmpx.fanout import Outbox
 from rtmpx.server.hub import (
     MAX_HEADERS,
     PACKET_OVERHEAD,
@@ -51,19 +52,32 @@ class FakeConnection:
         self.harness = SessionHarness()
         self.stream_id = self.harness.stream_in(StreamState.PLAYING)
         self.wire = bytearray()
-        self.queued = 0
+        self._queued = 0
         self.kicked: list[str] = []
+        # no flush timer: every message is flushed at once
+        self.outbox = Outbox(self.session, 0, self.flush)
+        self.outbox.transport = self
+
+    def get_write_buffer_size(self) -> int:  # the transport's, for the outbox
+        return self._queued
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @queued.setter
+    def queued(self, value: int) -> None:  # as if the transport paused or resumed writing
+        self._queued = value
+        self.outbox.measure()
 
     @property
     def session(self) -> ServerSession:
         return self.harness.session
 
     def flush(self) -> None:
+        self.outbox.flushed()
         self.wire += self.session.data_to_send()
-
-    def send_media(self, type_id: int, data: bytes) -> None:
-        self.session.send_shared(type_id, data)
-        self.flush()
+        self.outbox.measure()
 
     def queued_bytes(self) -> int:
         return self.queued

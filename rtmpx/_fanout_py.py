@@ -1,0 +1,236 @@
+"""Fan-out: one media message to many RTMP players (pure-Python twin of
+:mod:`rtmpx._fanout`).
+
+A relay hands every message of a stream to every player of it.  Done in
+Python, that is a few microseconds per message and player, most of what
+fan-out costs; :func:`deliver` does the whole loop over a channel's
+players in one call (compiled: no Python per player), and leaves Python
+only the rare work: a connection whose merged writes became due, a player
+to disconnect.
+
+* :class:`Outbox` - the bytes due to one connection: its session's output
+  queue (:attr:`rtmpx.session.Session.output`), the media bytes merged
+  into it since the last flush, and the peer's backlog (its transport's
+  ``get_write_buffer_size()``).  Its ``chunk_size`` is the session's as of
+  the last flush: whoever changes the session's chunk size flushes before
+  more media is queued (a server session sets it once, on connect).  The
+  rule reads the backlog as of the owner's last :meth:`Outbox.measure`:
+  the owner measures after each flush (a backlog grows only then) and
+  when the transport pauses or resumes writing, so it may be high by what
+  the peer took since, never low.
+* :class:`Gate` - one player (a message stream of a connection) and the
+  slow-player rule: a player whose backlog passes ``max_queue`` loses
+  non-key video until the next keyframe (audio and headers are kept), and
+  one whose backlog passes twice ``max_queue`` is to be disconnected.
+* :func:`deliver` - one packet to many gates; returns what needs Python.
+
+No I/O, no clock, no logging: the time is passed in, and whatever needs
+an action is returned to the caller, who calls its ``notify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "Gate", "Outbox", "deliver"]
+
+AUDIO, VIDEO = 8, 9
+
+#: :attr:`Outbox.state`: nothing merged since the last flush; media merged,
+#: to be written at the next tick of the flush timer; to be flushed now.
+IDLE, DUE, FLUSH = 0, 1, 2
+
+#: Kick reasons (:attr:`Gate.kicked`).
+KICK_QUEUE = "queue"
+
+
+class _Session(Protocol):
+    @property
+    def output(self) -> list[bytes]: ...
+    @property
+    def chunk_size(self) -> int: ...
+
+
+class _Packet(Protocol):
+    type_id: int
+    timestamp: int
+    payload: bytes
+    header: bool
+    keyframe: bool
+    shared: dict[Any, bytes] | None
+
+
+#: ``encode(type_id, timestamp, payload, stream_id, chunk_size)``: the
+#: chunked bytes of a message (:func:`rtmpx.session.encode_shared`).
+Encoder = Callable[[int, int, bytes, int, int], bytes]
+
+
+class Outbox:
+    """The media due to one connection.
+
+    ``session`` is its session: media bytes go to the end of its output
+    queue, in order with everything else it sends.  ``merge_max``: bytes
+    merged before a flush is due at once (0: at once after every message,
+    when there is no flush timer).  ``transport`` (set once connected) tells
+    the backlog.  ``notify()`` is called (by whoever called :func:`deliver`)
+    when :attr:`state` rose: to flush now (:data:`FLUSH`) or to ask the
+    flush timer (:data:`DUE`).  The owner calls :meth:`flushed` when it
+    took the queue.
+    """
+
+    __slots__ = ("chunk_size", "last_backlog", "merge_max", "merged", "notify", "queue",
+                 "session", "state", "transport")
+
+    def __init__(self, session: _Session, merge_max: int,
+                 notify: Callable[[], None]) -> None:
+        if merge_max < 0:
+            raise ValueError("merge_max must be >= 0")
+        self.session = session
+        self.queue = session.output
+        self.chunk_size = session.chunk_size
+        self.merge_max = merge_max
+        self.notify = notify
+        self.transport: Any = None
+        self.merged = 0
+        self.state = IDLE
+        self.last_backlog = 0
+
+    def backlog(self) -> int:
+        """Bytes written to the transport that the peer has not taken yet."""
+        transport = self.transport
+        return 0 if transport is None else int(transport.get_write_buffer_size())
+
+    def measure(self) -> int:
+        """Read :meth:`backlog` into :attr:`last_backlog` (what the rule
+        reads) and return it."""
+        self.last_backlog = self.backlog()
+        return self.last_backlog
+
+    def take(self) -> list[bytes]:
+        """Everything queued for the peer (the session's output, which it
+        leaves empty), in order; as :meth:`flushed` after."""
+        chunks = self.queue[:]
+        self.queue.clear()
+        self.flushed()
+        return chunks
+
+    def flushed(self) -> None:
+        """The queue was taken: nothing is merged any more (and the
+        session's chunk size is read again)."""
+        self.merged = 0
+        self.state = IDLE
+        self.chunk_size = self.session.chunk_size
+
+    def add(self, data: bytes) -> bool:
+        """Append media bytes; True when :attr:`state` rose (call :attr:`notify`)."""
+        self.queue.append(data)
+        merged = self.merged = self.merged + len(data)
+        state = self.state
+        if state == FLUSH:
+            return False
+        if merged >= self.merge_max:
+            self.state = FLUSH
+            return True
+        if state == IDLE:
+            self.state = DUE
+            return True
+        return False
+
+
+class Gate:
+    """One player of a channel: message stream ``stream_id`` of the
+    connection whose :class:`Outbox` is ``outbox``.
+
+    The player's switches (``audio``, ``video``, ``paused``, ``closed``)
+    are set by its owner; ``skip_to_key`` (it waits for a keyframe: a new
+    player, a seek, one that fell behind) and ``behind_since`` (when it fell
+    behind, or -1) by the rule.  ``kicked`` is set (with ``closed``) when
+    the rule disconnects it: ``notify()`` is then called.
+    """
+
+    __slots__ = ("audio", "behind_since", "bytes_sent", "closed", "dropped", "encode", "kicked",
+                 "max_queue", "messages_sent", "notify", "outbox", "paused", "skip_to_key",
+                 "stream_id", "video")
+
+    def __init__(self, outbox: Outbox, stream_id: int, max_queue: int, encode: Encoder,
+                 notify: Callable[[], None]) -> None:
+        if max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
+        self.outbox = outbox
+        self.stream_id = stream_id
+        self.max_queue = max_queue
+        self.encode = encode
+        self.notify = notify
+        self.audio = True
+        self.video = True
+        self.paused = False
+        self.closed = False
+        self.kicked = ""
+        self.skip_to_key = True
+        self.behind_since = -1.0
+        self.bytes_sent = 0
+        self.messages_sent = 0
+        self.dropped = 0
+
+
+def deliver(packet: _Packet, gates: Sequence[Gate], now: float) -> list[Gate | Outbox]:
+    """Hand ``packet`` to every gate by the slow-player rule: append its
+    chunked bytes (made once per chunk size and stream id, kept in
+    ``packet.shared``) to each outbox.  Returns the gates and outboxes whose
+    ``notify()`` must be called, in order (usually none)."""
+    todo: list[Gate | Outbox] = []
+    type_id = packet.type_id
+    header = packet.header
+    plain_video = type_id == VIDEO and not header
+    plain_audio = type_id == AUDIO and not header
+    shared = packet.shared
+    last_shape: tuple[int, int] | None = None
+    last_data = b""
+    for gate in gates:
+        if gate.closed:
+            continue
+        outbox = gate.outbox
+        max_queue = gate.max_queue
+        if plain_video:
+            if gate.paused or not gate.video:
+                continue
+            queued = outbox.last_backlog
+            if queued > max_queue:  # behind: drop video until the next keyframe
+                gate.skip_to_key = True
+                if gate.behind_since < 0:
+                    gate.behind_since = now
+                gate.dropped += 1
+                continue
+            if gate.skip_to_key:
+                if not packet.keyframe or queued > max_queue // 2:
+                    gate.dropped += 1
+                    continue
+                gate.skip_to_key = False
+                gate.behind_since = -1.0
+        elif plain_audio and (gate.paused or not gate.audio):
+            continue
+        else:
+            queued = outbox.last_backlog
+        if queued > 2 * max_queue:
+            gate.closed = True
+            gate.kicked = KICK_QUEUE
+            todo.append(gate)
+            continue
+        shape = (outbox.chunk_size, gate.stream_id)
+        if shape == last_shape:
+            data = last_data
+        else:
+            if shared is None:
+                shared = packet.shared = {}
+            found = shared.get(shape)
+            if found is None:
+                found = shared[shape] = gate.encode(type_id, packet.timestamp, packet.payload,
+                                                    shape[1], shape[0])
+            data = found
+            last_shape, last_data = shape, data
+        if outbox.add(data):
+            todo.append(outbox)
+        gate.bytes_sent += len(data)
+        gate.messages_sent += 1
+    return todo
