@@ -6,14 +6,57 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._fanout_py import Encoder, _Packet, _Session
+from ._fanout_py import Encoder, HeaderKey, _Budget, _Message, _Session
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "Gate", "Outbox", "deliver"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
+           "Packet", "deliver", "relay"]
 
 IDLE: int
 DUE: int
 FLUSH: int
 KICK_QUEUE: str
+PACKET_OVERHEAD: int
+
+class Packet:
+    """One message of a publication, as every subscriber gets it."""
+
+    type_id: int
+    timestamp: int
+    payload: bytes
+    header: bool
+    headers: tuple[HeaderKey, ...]
+    keyframe: bool
+    metadata: dict[str, Any] | None
+    shared: dict[Any, bytes] | None
+    def __init__(self, type_id: int, timestamp: int, payload: bytes, header: bool = False,
+                 keyframe: bool = False, metadata: dict[str, Any] | None = None,
+                 headers: tuple[HeaderKey, ...] = ()) -> None: ...
+    @classmethod
+    def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:
+        """An audio or video packet, classified per track (:func:`~rtmpx.media.classify`)."""
+
+class GopCache:
+    """The media since the latest keyframe of the primary video track, bounded."""
+
+    max_bytes: int
+    max_entries: int
+    budget: _Budget
+    @property
+    def packets(self) -> list[Packet]: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def valid(self) -> bool: ...
+    def __init__(self, max_bytes: int, max_entries: int, budget: _Budget) -> None: ...
+    def drop(self) -> None:
+        """Forget the cached packets until the next keyframe."""
+    def add(self, packet: Packet) -> None:
+        """Keep an audio or video packet that is not a header."""
+
+def relay(messages: Sequence[_Message], gop: GopCache, gates: list[Gate], now: float,
+          safely: Callable[[Callable[[], None]], None]) -> tuple[int, list[Packet]]:
+    """A publisher's audio and video messages through the GOP cache and the
+    gates; returns the payload bytes and the header packets."""
 
 class Outbox:
     """The media due to one connection: its session's output queue, the
@@ -71,6 +114,6 @@ class Gate:
     def __init__(self, outbox: Outbox, stream_id: int, max_queue: int, encode: Encoder,
                  notify: Callable[[], None]) -> None: ...
 
-def deliver(packet: _Packet, gates: Sequence[Gate], now: float) -> list[Gate | Outbox]:
+def deliver(packet: Packet, gates: Sequence[Gate], now: float) -> list[Gate | Outbox]:
     """Hand ``packet`` to every gate by the slow-player rule; returns the
     gates and outboxes whose ``notify()`` must be called, in order."""

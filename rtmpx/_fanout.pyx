@@ -9,9 +9,24 @@ shared bytes to the session's output list; Python runs only for what it
 returns (a connection to flush, a player to disconnect).
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_Append
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "Gate", "Outbox", "deliver"]
+from rtmpx.media import AUDIO as _AUDIO_KIND
+from rtmpx.media import HEADER_METADATA, HEADER_SEQUENCE, PRIMARY_TRACK, classify
+from rtmpx.media import VIDEO as _VIDEO_KIND
+
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
+           "Packet", "deliver", "relay"]
+
+PACKET_OVERHEAD = 200
+cdef Py_ssize_t OVERHEAD = PACKET_OVERHEAD
+
+# the headers tuples of the usual header packets (as Packet.media makes them)
+cdef tuple V_SEQUENCE = ((_VIDEO_KIND, PRIMARY_TRACK, HEADER_SEQUENCE),)
+cdef tuple V_METADATA = ((_VIDEO_KIND, PRIMARY_TRACK, HEADER_METADATA),)
+cdef tuple A_SEQUENCE = ((_AUDIO_KIND, PRIMARY_TRACK, HEADER_SEQUENCE),)
+cdef tuple NO_HEADERS = ()
 
 cdef enum:
     AUDIO = 8
@@ -25,6 +40,183 @@ DUE = 1
 FLUSH = 2
 KICK_QUEUE = "queue"
 
+
+
+cdef class Packet:
+    """One message of a publication (see :class:`rtmpx._fanout_py.Packet`)."""
+
+    cdef public int type_id
+    cdef public object timestamp
+    cdef public object payload
+    cdef public bint header
+    cdef public tuple headers
+    cdef public bint keyframe
+    cdef public object metadata
+    cdef public object shared
+
+    def __init__(self, int type_id, timestamp, payload, bint header=False, bint keyframe=False,
+                 metadata=None, tuple headers=()):
+        self.type_id = type_id
+        self.timestamp = timestamp
+        self.payload = payload
+        self.header = header
+        self.headers = headers
+        self.keyframe = keyframe
+        self.metadata = metadata
+        self.shared = None
+
+    @classmethod
+    def media(cls, int type_id, timestamp, payload):
+        """An audio or video packet, classified per track (:func:`~rtmpx.media.classify`)."""
+        return make_media(type_id, timestamp, payload)
+
+    def __repr__(self):
+        return f"<Packet type={self.type_id} ts={self.timestamp} {len(self.payload)} bytes>"
+
+
+cdef inline Packet new_packet(int type_id, timestamp, payload, bint header, bint keyframe,
+                              tuple headers):
+    cdef Packet packet = Packet.__new__(Packet)
+    packet.type_id = type_id
+    packet.timestamp = timestamp
+    packet.payload = payload
+    packet.header = header
+    packet.headers = headers
+    packet.keyframe = keyframe
+    packet.metadata = None
+    packet.shared = None
+    return packet
+
+
+cdef Packet make_media(int type_id, timestamp, payload):
+    """Packet.media: the usual messages (legacy AVC-like video, AAC, Enhanced
+    single-track headers and frames with a plain FrameType) in C, the others
+    through :func:`rtmpx.media.classify`; same results."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n
+    cdef int b0, frame_type, codec_id, packet_type
+    if type(payload) is bytes:
+        p = <const unsigned char*>PyBytes_AS_STRING(payload)
+        n = PyBytes_GET_SIZE(payload)
+        if n == 0:
+            return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+        b0 = p[0]
+        if type_id == VIDEO:
+            frame_type = b0 >> 4
+            if not b0 & 0x80:
+                codec_id = b0 & 0x0F
+                if codec_id == 7 or codec_id == 12 or codec_id == 13:  # AVC-like
+                    if n < 5 or frame_type == 0 or frame_type > 4:
+                        return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+                    packet_type = p[1]
+                    if packet_type == 1:
+                        return new_packet(type_id, timestamp, payload, False,
+                                          frame_type == 1 or frame_type == 4, NO_HEADERS)
+                    if packet_type == 0:
+                        return new_packet(type_id, timestamp, payload, True, False, V_SEQUENCE)
+                    return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+            else:
+                packet_type = b0 & 0x0F
+                frame_type &= 7
+                if packet_type < 6:  # not multitrack
+                    if n < 5 or (frame_type > 4 and packet_type != 4):
+                        return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+                    if packet_type == 0 or packet_type == 5:  # SequenceStart, MPEG2TS
+                        return new_packet(type_id, timestamp, payload, True, False, V_SEQUENCE)
+                    if packet_type == 4:  # Metadata
+                        return new_packet(type_id, timestamp, payload, True, False, V_METADATA)
+                    if packet_type == 2 or frame_type == 2 or frame_type == 3:
+                        return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+                    if packet_type == 3 and frame_type != 0:  # CodedFramesX
+                        return new_packet(type_id, timestamp, payload, False, True, NO_HEADERS)
+        elif type_id == AUDIO:
+            if b0 >> 4 == 10:  # AAC
+                if n < 2 or p[1] > 1:
+                    return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+                if p[1] == 0:
+                    return new_packet(type_id, timestamp, payload, True, False, A_SEQUENCE)
+                return new_packet(type_id, timestamp, payload, False, False, NO_HEADERS)
+    return slow_media(type_id, timestamp, payload)
+
+
+cdef Packet slow_media(int type_id, timestamp, payload):
+    tracks = classify(type_id, payload)
+    if len(tracks) == 1:
+        t = tracks[0]
+        if t.header:
+            return new_packet(type_id, timestamp, payload, True, False,
+                              ((t.kind, t.track_id, t.header),))
+        return new_packet(type_id, timestamp, payload, False,
+                          type_id == VIDEO and t.keyframe and t.track_id == PRIMARY_TRACK,
+                          NO_HEADERS)
+    headers = tuple([(t.kind, t.track_id, t.header) for t in tracks if t.header])
+    key = type_id == VIDEO and not headers and any(
+        [t.keyframe and t.track_id == PRIMARY_TRACK for t in tracks])
+    return new_packet(type_id, timestamp, payload, bool(headers), key, headers)
+
+
+cdef class GopCache:
+    """The media since the latest keyframe (see :class:`rtmpx._fanout_py.GopCache`)."""
+
+    cdef public Py_ssize_t max_bytes
+    cdef public Py_ssize_t max_entries
+    cdef public object budget
+    cdef readonly list packets
+    cdef readonly Py_ssize_t bytes
+    cdef readonly bint valid
+
+    def __init__(self, Py_ssize_t max_bytes, Py_ssize_t max_entries, budget):
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.budget = budget
+        self.packets = []
+        self.bytes = 0
+        self.valid = False
+
+    cpdef drop(self):
+        """Forget the cached packets until the next keyframe."""
+        del self.packets[:]
+        if self.bytes:
+            self.budget.gop -= self.bytes
+        self.bytes = 0
+        self.valid = False
+
+    cpdef add(self, Packet packet):
+        """Keep an audio or video packet that is not a header."""
+        cdef Py_ssize_t size
+        if packet.keyframe:
+            self.drop()
+            self.valid = True
+        if not self.valid:
+            return
+        size = len(packet.payload) + OVERHEAD
+        if (self.bytes + size > self.max_bytes or len(self.packets) >= self.max_entries
+                or not self.budget.room_for(size)):
+            self.drop()
+            return
+        self.bytes += size
+        self.budget.gop += size
+        PyList_Append(self.packets, packet)
+
+
+def relay(messages, GopCache gop not None, list gates not None, double now, safely):
+    """A publisher's audio and video messages through the GOP cache and the
+    gates (see :func:`rtmpx._fanout_py.relay`)."""
+    cdef Py_ssize_t total = 0
+    cdef list headers = []
+    cdef Packet packet
+    for m in messages:
+        payload = m.payload
+        total += len(payload)
+        packet = make_media(m.type_id, m.timestamp, payload)
+        if packet.header:
+            PyList_Append(headers, packet)
+        else:
+            gop.add(packet)
+        if gates:
+            for item in deliver_c(packet, gates, now):
+                safely(item.notify)
+    return total, headers
 
 
 cdef class Outbox:
@@ -150,11 +342,14 @@ cdef class Gate:
         self.dropped = 0
 
 
-def deliver(packet, gates, double now):
+def deliver(Packet packet not None, gates, double now):
     """Hand ``packet`` to every gate by the slow-player rule; returns the
     gates and outboxes whose ``notify()`` must be called, in order."""
+    return deliver_c(packet, gates if type(gates) is list else list(gates), now)
+
+
+cdef list deliver_c(Packet packet, list gate_list, double now):
     cdef list todo = []
-    cdef list gate_list = gates if type(gates) is list else list(gates)
     cdef int type_id = packet.type_id
     cdef bint header = packet.header
     cdef bint keyframe = packet.keyframe

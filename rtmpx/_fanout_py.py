@@ -23,6 +23,11 @@ to disconnect.
   non-key video until the next keyframe (audio and headers are kept), and
   one whose backlog passes twice ``max_queue`` is to be disconnected.
 * :func:`deliver` - one packet to many gates; returns what needs Python.
+* :class:`Packet` - one message of a publication as every subscriber gets
+  it, classified once (:meth:`Packet.media`).
+* :class:`GopCache` - the media since the latest keyframe, bounded.
+* :func:`relay` - a run of a publisher's media messages through all of
+  that: Python per run, not per message, when only gates listen.
 
 No I/O, no clock, no logging: the time is passed in, and whatever needs
 an action is returned to the caller, who calls its ``notify``.
@@ -33,7 +38,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "Gate", "Outbox", "deliver"]
+from .media import PRIMARY_TRACK, classify
+
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
+           "Packet", "deliver", "relay"]
+
+#: What a header packet is kept as: ``(kind, track id, header kind)`` (see
+#: :class:`~rtmpx.media.TrackInfo`).
+HeaderKey = tuple[str, int, int]
+
+#: Bytes a buffered packet is charged on top of its payload (the Python
+#: objects that carry it), so that queues of tiny messages are bounded too.
+PACKET_OVERHEAD = 200
 
 AUDIO, VIDEO = 8, 9
 
@@ -50,15 +66,6 @@ class _Session(Protocol):
     def output(self) -> list[bytes]: ...
     @property
     def chunk_size(self) -> int: ...
-
-
-class _Packet(Protocol):
-    type_id: int
-    timestamp: int
-    payload: bytes
-    header: bool
-    keyframe: bool
-    shared: dict[Any, bytes] | None
 
 
 #: ``encode(type_id, timestamp, payload, stream_id, chunk_size)``: the
@@ -174,7 +181,7 @@ class Gate:
         self.dropped = 0
 
 
-def deliver(packet: _Packet, gates: Sequence[Gate], now: float) -> list[Gate | Outbox]:
+def deliver(packet: Packet, gates: Sequence[Gate], now: float) -> list[Gate | Outbox]:
     """Hand ``packet`` to every gate by the slow-player rule: append its
     chunked bytes (made once per chunk size and stream id, kept in
     ``packet.shared``) to each outbox.  Returns the gates and outboxes whose
@@ -234,3 +241,133 @@ def deliver(packet: _Packet, gates: Sequence[Gate], now: float) -> list[Gate | O
         gate.bytes_sent += len(data)
         gate.messages_sent += 1
     return todo
+
+
+class Packet:
+    """One message of a publication, as every subscriber gets it.
+
+    ``type_id`` is 8 (audio), 9 (video) or 18 (AMF0 data); ``header`` is
+    True for what a late joiner needs (sequence headers, video Metadata,
+    audio MultichannelConfig, data messages: never dropped), and
+    ``headers`` names each such header it carries as ``(kind, track id,
+    header kind)`` (several for a multitrack message); ``keyframe`` is True
+    for a keyframe of the primary video track (track 0: the GOP cache and
+    players start there); ``metadata`` is the decoded dict of an
+    ``onMetaData``.  ``shared`` (None until a subscriber needs it) holds
+    forms derived once for many subscribers (an RTMP player's chunk
+    encoding, by chunk size and stream id).
+    """
+
+    __slots__ = ("header", "headers", "keyframe", "metadata", "payload", "shared", "timestamp",
+                 "type_id")
+
+    def __init__(self, type_id: int, timestamp: int, payload: bytes, header: bool = False,
+                 keyframe: bool = False, metadata: dict[str, Any] | None = None,
+                 headers: tuple[HeaderKey, ...] = ()) -> None:
+        self.type_id = type_id
+        self.timestamp = timestamp
+        self.payload = payload
+        self.header = header
+        self.headers = headers
+        self.keyframe = keyframe
+        self.metadata = metadata
+        self.shared: dict[Any, bytes] | None = None
+
+    @classmethod
+    def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:
+        """An audio or video packet, classified per track (:func:`~rtmpx.media.classify`)."""
+        tracks = classify(type_id, payload)
+        if len(tracks) == 1:  # legacy and single-track: the usual case
+            t = tracks[0]
+            if t.header:
+                return cls(type_id, timestamp, payload, True, False, None,
+                           ((t.kind, t.track_id, t.header),))
+            return cls(type_id, timestamp, payload, False,
+                       type_id == VIDEO and t.keyframe and t.track_id == PRIMARY_TRACK)
+        headers = tuple((t.kind, t.track_id, t.header) for t in tracks if t.header)
+        key = type_id == VIDEO and not headers and any(
+            t.keyframe and t.track_id == PRIMARY_TRACK for t in tracks)
+        return cls(type_id, timestamp, payload, bool(headers), key, None, headers)
+
+    def __repr__(self) -> str:
+        return f"<Packet type={self.type_id} ts={self.timestamp} {len(self.payload)} bytes>"
+
+
+class _Budget(Protocol):
+    gop: int
+
+    def room_for(self, size: int) -> bool: ...
+
+
+class GopCache:
+    """The media since the latest keyframe of the primary video track, for
+    late joiners: at most ``max_bytes`` (each packet charged its payload and
+    :data:`PACKET_OVERHEAD`) and ``max_entries`` packets, charged to
+    ``budget.gop`` (a :class:`rtmpx.server.limits.MemoryBudget`).  A GOP
+    that outgrows a bound is dropped: late joiners wait for the next
+    keyframe."""
+
+    __slots__ = ("budget", "bytes", "max_bytes", "max_entries", "packets", "valid")
+
+    def __init__(self, max_bytes: int, max_entries: int, budget: _Budget) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.budget = budget
+        self.packets: list[Packet] = []
+        self.bytes = 0
+        self.valid = False   # since a keyframe: what follows is worth keeping
+
+    def drop(self) -> None:
+        """Forget the cached packets until the next keyframe."""
+        self.packets.clear()
+        self.budget.gop -= self.bytes
+        self.bytes = 0
+        self.valid = False
+
+    def add(self, packet: Packet) -> None:
+        """Keep an audio or video packet that is not a header."""
+        if packet.keyframe:
+            self.drop()
+            self.valid = True
+        if not self.valid:
+            return
+        size = len(packet.payload) + PACKET_OVERHEAD
+        if (self.bytes + size > self.max_bytes or len(self.packets) >= self.max_entries
+                or not self.budget.room_for(size)):
+            self.drop()  # too long a GOP to keep
+            return
+        self.bytes += size
+        self.budget.gop += size
+        self.packets.append(packet)
+
+
+class _Message(Protocol):
+    @property
+    def type_id(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+def relay(messages: Sequence[_Message], gop: GopCache, gates: Sequence[Gate], now: float,
+          safely: Callable[[Callable[[], None]], None]) -> tuple[int, list[Packet]]:
+    """A publisher's audio and video messages, in order: each made a
+    :class:`Packet`, kept in ``gop`` (headers excepted), and delivered to
+    ``gates``; ``safely(item.notify)`` is called for what :func:`deliver`
+    returns, as it returns it.  Returns the payload bytes and the header
+    packets, which the caller keeps (in order) for late joiners."""
+    total = 0
+    headers: list[Packet] = []
+    for m in messages:
+        payload = m.payload
+        total += len(payload)
+        packet = Packet.media(m.type_id, m.timestamp, payload)
+        if packet.header:
+            headers.append(packet)
+        else:
+            gop.add(packet)
+        if gates:
+            for item in deliver(packet, gates, now):
+                safely(item.notify)
+    return total, headers

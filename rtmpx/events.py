@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .constants import status_text
 
 if TYPE_CHECKING:
+    from .chunk import Message
     from .session.capabilities import Capabilities
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FCPublish",
     "FCUnpublish",
     "HandshakeComplete",
+    "MediaBatch",
     "Metadata",
     "Pause",
     "PeerBandwidth",
@@ -358,6 +360,19 @@ class VideoData(Event):
     stream_id: int
     timestamp: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MediaBatch(Event):
+    """Audio and video messages of one publishing stream, in order, that
+    came one after the other: what would each be an :class:`AudioData` or
+    :class:`VideoData` from a :class:`~rtmpx.session.ServerSession` made
+    with ``batch_media=True`` (one event, no object per message).  Each
+    message has ``type_id`` (8 audio, 9 video), ``timestamp`` and
+    ``payload`` (:class:`~rtmpx.chunk.Message`)."""
+
+    stream_id: int
+    messages: list[Message]
 
 
 @dataclass(frozen=True, slots=True)

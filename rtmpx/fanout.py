@@ -1,4 +1,5 @@
-"""Fan-out of media to RTMP players: :class:`Outbox`, :class:`Gate`, :func:`deliver`.
+"""The relay's per-message work: :class:`Packet`, :class:`GopCache`, fan-out to
+RTMP players (:class:`Outbox`, :class:`Gate`, :func:`deliver`), :func:`relay`.
 
 Re-exports the compiled :mod:`rtmpx._fanout` (or, with
 ``RTMPX_PUREPYTHON=1``, the pure twin :mod:`rtmpx._fanout_py`); see the
@@ -11,8 +12,33 @@ import os
 from typing import TYPE_CHECKING
 
 if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
-    from ._fanout_py import DUE, FLUSH, IDLE, KICK_QUEUE, Gate, Outbox, deliver
+    from ._fanout_py import (
+        DUE,
+        FLUSH,
+        IDLE,
+        KICK_QUEUE,
+        PACKET_OVERHEAD,
+        Gate,
+        GopCache,
+        Outbox,
+        Packet,
+        deliver,
+        relay,
+    )
 else:
-    from ._fanout import DUE, FLUSH, IDLE, KICK_QUEUE, Gate, Outbox, deliver
+    from ._fanout import (
+        DUE,
+        FLUSH,
+        IDLE,
+        KICK_QUEUE,
+        PACKET_OVERHEAD,
+        Gate,
+        GopCache,
+        Outbox,
+        Packet,
+        deliver,
+        relay,
+    )
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "Gate", "Outbox", "deliver"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
+           "Packet", "deliver", "relay"]

@@ -250,3 +250,85 @@ def test_the_twins_agree(steps: list[tuple[Any, ...]], merge_max: int) -> None:
             log.append((c.outbox.merged, c.outbox.state, b"".join(c.outbox.queue + c.wire)))
         runs.append(log)
     assert runs[0] == runs[1]
+
+
+# -- packets, the GOP cache, relay ----------------------------------------------------
+
+_first = st.one_of(
+    st.sampled_from([0x17, 0x27, 0x37, 0x47, 0x07, 0x1C, 0x2D, 0x12, 0x22, 0x14,
+                     0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0xA3, 0xB3,
+                     0xC3, 0xD1, 0x83, 0x80, 0xAF, 0xAE, 0x2F, 0x9F, 0x91, 0x94]),
+    st.integers(0, 255))
+_payload = st.one_of(
+    st.builds(lambda b0, rest: bytes([b0]) + rest, _first, st.binary(max_size=12)),
+    st.builds(lambda b0, pt, rest: bytes([b0, pt]) + rest, _first, st.integers(0, 3),
+              st.binary(max_size=12)),
+    st.builds(lambda b0, cc, rest: bytes([b0]) + cc + rest, _first,
+              st.sampled_from([b"hvc1", b"avc1", b"av01", b"vp09", b"Opus", b"mp4a", b"xxxx"]),
+              st.binary(max_size=12)))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from([8, 9]), _payload)
+def test_compiled_packets_are_classified_as_the_pure_ones(type_id: int, payload: bytes) -> None:
+    c = C.Packet.media(type_id, 5, payload)
+    p = P.Packet.media(type_id, 5, payload)
+    assert (c.header, c.keyframe, c.headers) == (p.header, p.keyframe, p.headers)
+    assert (c.type_id, c.timestamp, c.payload, c.shared) == (type_id, 5, payload, None)
+    view = C.Packet.media(type_id, 5, memoryview(payload))   # not bytes: classify's way
+    assert (view.header, view.keyframe, view.headers) == (p.header, p.keyframe, p.headers)
+
+
+class Budget:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.gop = 0
+
+    def room_for(self, size: int) -> bool:
+        return self.gop + size <= self.limit
+
+
+def test_the_gop_cache_starts_at_a_keyframe_and_drops_what_outgrows_it(fo: ModuleType) -> None:
+    budget = Budget(10_000)
+    gop = fo.GopCache(3 * (len(KEY) + fo.PACKET_OVERHEAD), 100, budget)
+    gop.add(fo.Packet.media(9, 0, INTER))
+    assert not gop.packets and not gop.valid
+    for ts, payload in enumerate([KEY, INTER, INTER]):
+        gop.add(fo.Packet.media(9, ts, payload))
+    assert [p.timestamp for p in gop.packets] == [0, 1, 2] and gop.valid
+    assert budget.gop == gop.bytes == 3 * (len(KEY) + fo.PACKET_OVERHEAD)
+    gop.add(fo.Packet.media(8, 3, AAC))           # over max_bytes: dropped
+    assert not gop.packets and budget.gop == gop.bytes == 0 and not gop.valid
+    gop.add(fo.Packet.media(9, 4, KEY))
+    budget.limit = 0                               # the server's budget is spent
+    gop.add(fo.Packet.media(9, 5, INTER))
+    assert not gop.packets and budget.gop == 0
+    small = fo.GopCache(10**6, 2, Budget(10**6))   # entries
+    for ts, payload in enumerate([KEY, INTER, INTER]):
+        small.add(fo.Packet.media(9, ts, payload))
+    assert not small.packets
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([8, 9]), _payload), max_size=40),
+       st.integers(0, 3), st.integers(300, 5000))
+def test_relay_twins_agree(messages: list[tuple[int, bytes]], behind: int,
+                           max_bytes: int) -> None:
+    from rtmpx.chunk import Message
+    runs = []
+    for fo in (C, P):
+        conns = [Conn(fo, 500) for _ in range(2)]
+        gates = [fo.Gate(conns[i % 2].outbox, 1, 1000, encode_shared, lambda: None)
+                 for i in range(3)]
+        conns[0].backlog = behind * 700
+        budget = Budget(10**6)
+        gop = fo.GopCache(max_bytes, 10, budget)
+        notified: list[Any] = []
+        size, headers = fo.relay([Message(t, p, ts, 1) for ts, (t, p) in enumerate(messages)],
+                                 gop, gates, 1.0, notified.append)
+        runs.append((size, [(p.timestamp, p.headers) for p in headers],
+                     [p.timestamp for p in gop.packets], gop.bytes, budget.gop,
+                     len(notified), [(g.dropped, g.bytes_sent) for g in gates],
+                     [b"".join(c.outbox.queue) for c in conns]))
+    assert runs[0] == runs[1]
+    assert runs[0][0] == sum(len(p) for _, p in messages)

@@ -30,6 +30,7 @@ from ..events import (
     ConnectRequest,
     DataMessage,
     Event,
+    MediaBatch,
     Metadata,
     Pause,
     PlayRequest,
@@ -163,7 +164,7 @@ class Connection(asyncio.BufferedProtocol):
     def __init__(self, context: ConnectionContext) -> None:
         self.context = context
         self.session = ServerSession(context.session_config, epoch_ms=int(time.time() * 1000),
-                                     capabilities=context.capabilities)
+                                     capabilities=context.capabilities, batch_media=True)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.ip = "?"
@@ -534,7 +535,11 @@ class Connection(asyncio.BufferedProtocol):
     # -- events -------------------------------------------------------------------------
 
     def _event(self, event: Event) -> None:
-        if isinstance(event, (VideoData, AudioData)):   # the hot path first
+        if type(event) is MediaBatch:   # the hot path first
+            pub = self.publications.get(event.stream_id)
+            if pub is not None:
+                pub.media_run(event.messages, self.last_rx)
+        elif isinstance(event, (VideoData, AudioData)):  # aggregates' messages
             pub = self.publications.get(event.stream_id)
             if pub is not None:
                 pub.media(_VIDEO if isinstance(event, VideoData) else _AUDIO, event.timestamp,

@@ -27,13 +27,13 @@ No asyncio and no clock: time is passed in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
-from ..fanout import Gate, Outbox, deliver
-from ..media import MAX_HEADERS, PRIMARY_TRACK, HeaderReplay, classify
+from ..fanout import PACKET_OVERHEAD, Gate, GopCache, Outbox, Packet, deliver, relay
+from ..media import MAX_HEADERS, HeaderReplay
 from .limits import MemoryBudget
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Hub",
     "HubLimits",
     "HubObserver",
+    "MediaMessage",
     "Packet",
     "Publication",
     "Publisher",
@@ -60,11 +61,6 @@ log = logging.getLogger("rtmpx.server")
 HeaderKey = tuple[str, int, int]
 
 AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
-
-
-#: Bytes a buffered packet is charged on top of its payload (the Python
-#: objects that carry it), so that queues of tiny messages are bounded too.
-PACKET_OVERHEAD = 200
 
 
 def _safely(callback: Callable[..., None], *args: Any) -> None:
@@ -126,54 +122,21 @@ class HubLimits:
     max_header_bytes: int = 1024 * 1024
 
 
-class Packet:
-    """One message of a publication, as every subscriber gets it.
+class MediaMessage(Protocol):
+    """An audio or video message as a publisher hands it on (a
+    :class:`rtmpx.chunk.Message`)."""
 
-    ``type_id`` is 8 (audio), 9 (video) or 18 (AMF0 data); ``header`` is
-    True for what a late joiner needs (sequence headers, video Metadata,
-    audio MultichannelConfig, data messages: never dropped), and
-    ``headers`` names each such header it carries as ``(kind, track id,
-    header kind)`` (several for a multitrack message); ``keyframe`` is True
-    for a keyframe of the primary video track (track 0: the GOP cache and
-    players start there); ``metadata`` is the decoded dict of an
-    ``onMetaData``.  ``shared`` (None until a subscriber needs it) holds
-    forms derived once for many subscribers (an RTMP player's chunk encoding, by chunk size and stream
-    id).
-    """
+    @property
+    def type_id(self) -> int:
+        """8 (audio) or 9 (video)."""
 
-    __slots__ = ("header", "headers", "keyframe", "metadata", "payload", "shared", "timestamp",
-                 "type_id")
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds."""
 
-    def __init__(self, type_id: int, timestamp: int, payload: bytes, header: bool = False,
-                 keyframe: bool = False, metadata: dict[str, Any] | None = None,
-                 headers: tuple[HeaderKey, ...] = ()) -> None:
-        self.type_id = type_id
-        self.timestamp = timestamp
-        self.payload = payload
-        self.header = header
-        self.headers = headers
-        self.keyframe = keyframe
-        self.metadata = metadata
-        self.shared: dict[Any, bytes] | None = None
-
-    @classmethod
-    def media(cls, type_id: int, timestamp: int, payload: bytes) -> Packet:
-        """An audio or video packet, classified per track (:func:`~rtmpx.media.classify`)."""
-        tracks = classify(type_id, payload)
-        if len(tracks) == 1:  # legacy and single-track: the usual case
-            t = tracks[0]
-            if t.header:
-                return cls(type_id, timestamp, payload, True, False, None,
-                           ((t.kind, t.track_id, t.header),))
-            return cls(type_id, timestamp, payload, False,
-                       type_id == VIDEO and t.keyframe and t.track_id == PRIMARY_TRACK)
-        headers = tuple((t.kind, t.track_id, t.header) for t in tracks if t.header)
-        key = type_id == VIDEO and not headers and any(
-            t.keyframe and t.track_id == PRIMARY_TRACK for t in tracks)
-        return cls(type_id, timestamp, payload, bool(headers), key, None, headers)
-
-    def __repr__(self) -> str:
-        return f"<Packet type={self.type_id} ts={self.timestamp} {len(self.payload)} bytes>"
+    @property
+    def payload(self) -> bytes:
+        """The FLV tag body."""
 
 
 class Publisher(Protocol):
@@ -329,6 +292,24 @@ class Publication:
         self.messages_in += 1
         self._send(Packet.media(type_id, timestamp, payload), now)
 
+    def media_run(self, messages: Sequence[MediaMessage], now: float) -> None:
+        """Audio and video messages, in order (a session's
+        :class:`~rtmpx.events.MediaBatch`).  When only RTMP players listen
+        (no followers, no other subscribers), the whole run goes through
+        :func:`rtmpx.fanout.relay`: compiled, Python once per run."""
+        if not self.live:
+            return
+        channel = self.channel
+        if self.followers or channel.others:
+            for m in messages:
+                self.media(m.type_id, m.timestamp, m.payload, now)
+            return
+        size, headers = relay(messages, channel.gop, channel.gates, now, _safely)
+        self.bytes_in += size
+        self.messages_in += len(messages)
+        for packet in headers:
+            channel.cache(packet)
+
     def metadata(self, metadata: dict[str, Any], payload: bytes, timestamp: int,
                  now: float) -> None:
         """``onMetaData``: ``payload`` is the AMF0 body players get."""
@@ -376,9 +357,8 @@ class Channel:
         # the latest header packet of each (kind, track, header kind), in
         # the order they came (a newer one moves to the end)
         self._headers: HeaderReplay[Packet] = HeaderReplay(max_bytes=limits.max_header_bytes)
-        self._gop: list[Packet] = []
-        self.gop_bytes = 0
-        self._gop_valid = False
+        #: the media since the latest keyframe, for late joiners
+        self.gop = GopCache(limits.max_gop_bytes, limits.max_gop_entries, self.budget)
 
     def __repr__(self) -> str:
         return f"<Channel {self.key} live={self.live} players={len(self.players)}>"
@@ -401,12 +381,15 @@ class Channel:
         self._headers = HeaderReplay(max_bytes=self.limits.max_header_bytes)
         self.drop_gop()
 
+    @property
+    def gop_bytes(self) -> int:
+        """Bytes of the GOP cache (each packet charged its payload and
+        :data:`PACKET_OVERHEAD`)."""
+        return self.gop.bytes
+
     def drop_gop(self) -> None:
         """Forget the GOP cache until the next keyframe."""
-        self._gop.clear()
-        self.budget.gop -= self.gop_bytes
-        self.gop_bytes = 0
-        self._gop_valid = False
+        self.gop.drop()
 
     def cache(self, packet: Packet) -> None:
         """Keep what a late joiner needs."""
@@ -423,21 +406,7 @@ class Channel:
                         max_bytes=before + room)
             self.budget.headers += headers.bytes - before
             return
-        if packet.keyframe:
-            self.drop_gop()
-            self._gop_valid = True
-        if not self._gop_valid:
-            return
-        size = len(packet.payload) + PACKET_OVERHEAD
-        limits = self.limits
-        if (self.gop_bytes + size > limits.max_gop_bytes
-                or len(self._gop) >= limits.max_gop_entries
-                or not self.budget.room_for(size)):
-            self.drop_gop()  # too long a GOP to keep: late joiners wait for a keyframe
-            return
-        self.gop_bytes += size
-        self.budget.gop += size
-        self._gop.append(packet)
+        self.gop.add(packet)  # too long a GOP is not kept: late joiners wait for a keyframe
 
     def startup(self) -> Iterator[Packet]:
         """What a joining subscriber gets first: metadata, sequence headers,
@@ -445,7 +414,7 @@ class Channel:
         if self._metadata is not None:
             yield self._metadata
         yield from self._headers  # each once, though it may cover several tracks
-        yield from self._gop
+        yield from self.gop.packets
 
     @property
     def header_bytes(self) -> int:

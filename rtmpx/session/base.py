@@ -220,11 +220,9 @@ class Session:
                 data = self._feed_handshake(data)
             reader = self._reader
             if data or reader.pending:
-                for message in reader.feed(data):
-                    self._handle(message)
+                self._handle_all(reader.feed(data))
                 while not bounded and reader.pending:
-                    for message in reader.feed(b""):
-                        self._handle(message)
+                    self._handle_all(reader.feed(b""))
                 self._maybe_acknowledge()
         except ProtocolError as exc:
             self._failed = exc
@@ -404,6 +402,10 @@ class Session:
                       {"level": "error", "code": str(code), "description": description})
 
     # -- receiving ----------------------------------------------------------------
+
+    def _handle_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._handle(message)
 
     def _handle(self, m: Message) -> None:
         t = m.type_id

@@ -50,6 +50,7 @@ from ..events import (
     Event,
     FCPublish,
     FCUnpublish,
+    MediaBatch,
     Pause,
     PlayRequest,
     PlayStopped,
@@ -119,6 +120,10 @@ class ServerSession(Session):
     ``capabilities`` is what the server says it supports to a client that
     speaks Enhanced RTMP (default: :data:`~rtmpx.session.capabilities.DEFAULT_CAPABILITIES`;
     None or ``Capabilities()``: the legacy answer to everyone).
+    ``batch_media``: audio and video of a publishing stream come as
+    :class:`~rtmpx.events.MediaBatch` events (one per run of them) rather
+    than one :class:`~rtmpx.events.AudioData` or
+    :class:`~rtmpx.events.VideoData` each: what a relay wants.
     """
 
     _connection_table = SERVER_CONNECTION
@@ -126,8 +131,10 @@ class ServerSession(Session):
 
     def __init__(self, config: SessionConfig | None = None, *, epoch_ms: int = 0,
                  random: Callable[[int], bytes] = os.urandom,
-                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES) -> None:
+                 capabilities: Capabilities | None = DEFAULT_CAPABILITIES,
+                 batch_media: bool = False) -> None:
         super().__init__(config)
+        self.batch_media = batch_media
         self.capabilities = capabilities if capabilities is not None else LEGACY
         #: what the client's connect said it supports (empty until then, and for a legacy client)
         self.peer_capabilities = LEGACY
@@ -501,6 +508,30 @@ class ServerSession(Session):
                        amf.dumps_all(["onMetaData", amf.ECMAArray(metadata)]))
 
     # -- media and data from a publisher ---------------------------------------------
+
+    def _handle_all(self, messages: list[Message]) -> None:
+        if not self.batch_media:
+            super()._handle_all(messages)
+            return
+        streams = self._streams
+        events = self._events
+        run: list[Message] = []
+        run_stream = -1     # the stream of the run being added to (none: -1)
+        for m in messages:
+            t = m.type_id
+            if t == 9 or t == 8:
+                stream_id = m.stream_id
+                if stream_id == run_stream:
+                    run.append(m)
+                    continue
+                stream = streams.get(stream_id)
+                if stream is not None and stream.state is StreamState.PUBLISHING:
+                    run = [m]
+                    run_stream = stream_id
+                    events.append(MediaBatch(stream_id, run))
+                    continue
+            run_stream = -1  # anything else ends the run (it may change the stream's state)
+            self._handle(m)
 
     def _on_media(self, m: Message) -> None:
         stream = self._streams.get(m.stream_id)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from rtmpx import amf
 from rtmpx.fanout import Outbox
 from rtmpx.server.hub import (
@@ -556,3 +558,34 @@ def test_a_failing_subscriber_costs_nobody_else() -> None:
     hub.unpublish(publication, "unpublish")
     assert fine.got == [AVC_KEY, "ended:unpublish"]
     assert observer.log[-1] == ("ended", "unpublish") and KEY not in hub.channels
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_run_of_media_is_relayed_as_message_by_message(follow: bool) -> None:
+    """``Publication.media_run`` (a session's MediaBatch: compiled when only
+    RTMP players listen, message by message when a follower does) leaves
+    players, late joiners, the caches and the counters as ``media`` does."""
+    from rtmpx.chunk import Message
+    stream = [(9, 0, AVC_SEQ), (8, 0, AAC_SEQ), (9, 0, AVC_KEY), (8, 10, AAC_RAW),
+              (9, 40, AVC_INTER), (9, 80, AVC_SEQ), (9, 80, AVC_KEY), (9, 120, AVC_INTER)]
+    outcomes = []
+    for run in (False, True):
+        hub = Hub()
+        publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+        assert publication is not None
+        _, early, _ = player(hub)
+        follower = Follower()
+        if follow:
+            publication.follow(follower)
+        if run:
+            publication.media_run([Message(t, p, ts, 1) for t, ts, p in stream[:5]], 1.0)
+            publication.media_run([Message(t, p, ts, 1) for t, ts, p in stream[5:]], 1.0)
+        else:
+            for t, ts, p in stream:
+                publication.media(t, ts, p, 1.0)
+        _, late, channel = player(hub)
+        outcomes.append((early.received(), late.received(), follower.got, channel.gop_bytes,
+                         hub.budget.gop, hub.budget.headers, publication.bytes_in,
+                         publication.messages_in))
+    assert outcomes[0] == outcomes[1]
+    assert [g[2] for g in outcomes[1][1] if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]

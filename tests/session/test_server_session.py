@@ -4,14 +4,20 @@ application decides, leniency where nginx-rtmp is lenient."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtmpx import InvalidStateError, ProtocolError, amf
 from rtmpx._chunk_py import ChunkReader as PureReader
 from rtmpx.chunk import ChunkWriter, Message
 from rtmpx.events import (
+    AudioData,
     DataMessage,
+    Event,
+    MediaBatch,
     Metadata,
     Pause,
     PlayRequest,
@@ -368,3 +374,69 @@ def test_a_bounded_read_takes_a_batch_and_keeps_the_rest() -> None:
         pair.client.send_audio(sid, count + i, b"\xaf\x01\x00")
     assert len(of(AudioData, server.receive_data(pair.client.data_to_send()))) == count
     assert server.input_pending == 0
+
+
+def _flatten(events: list[Event]) -> list[Event]:
+    out: list[Event] = []
+    for e in events:
+        if isinstance(e, MediaBatch):
+            out += [(VideoData if m.type_id == 9 else AudioData)(e.stream_id, m.timestamp,
+                                                                 m.payload) for m in e.messages]
+        else:
+            out.append(e)
+    return out
+
+
+_client_step = st.one_of(
+    st.tuples(st.just("media"), st.sampled_from([0, 1, 2]), st.sampled_from([8, 9])),
+    st.tuples(st.just("meta"), st.sampled_from([0, 1])),
+    st.tuples(st.just("ping")),
+    st.tuples(st.just("close"), st.sampled_from([0, 1])),
+    st.tuples(st.just("aggregate"), st.sampled_from([0, 1])),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_client_step, max_size=40), st.lists(st.integers(1, 400), max_size=8))
+def test_batched_media_is_the_same_messages_in_the_same_order(
+        steps: list[tuple[Any, ...]], cuts: list[int]) -> None:
+    """``batch_media=True`` gives runs of a publishing stream's media as
+    one MediaBatch each: flattened, the very events of an unbatched session,
+    whatever ends a run (data, control, a closed stream, another stream)
+    and however the bytes are split."""
+    runs = []
+    for batch in (False, True):
+        server = Server()
+        session = server.session
+        session.batch_media = batch
+        sids = [server.stream_in(StreamState.PUBLISHING), server.stream_in(StreamState.PUBLISHING),
+                server.stream_in(StreamState.PLAYING)]
+        wire = b""
+        for ts, step in enumerate(steps):
+            if step[0] == "media":
+                payload = (AVC_KEY[:20] if step[2] == 9 else b"\xaf\x01aac") + bytes([ts % 256])
+                wire += server.writer.encode(Message(step[2], payload, ts, sids[step[1]]))
+            elif step[0] == "meta":
+                body = amf.dumps_all(["@setDataFrame", "onMetaData", {"ts": float(ts)}])
+                wire += server.writer.encode(Message(18, body, ts, sids[step[1]]))
+            elif step[0] == "ping":
+                wire += server.writer.encode(Message(4, b"\x00\x06" + ts.to_bytes(4, "big"), 0, 0))
+            elif step[0] == "close":
+                wire += server.writer.encode(command("closeStream", 0, None,
+                                                     stream_id=sids[step[1]]))
+            else:
+                inner = b"".join(
+                    bytes([9]) + (9).to_bytes(3, "big") + ts.to_bytes(3, "big") + b"\x00"
+                    + b"\x00\x00\x00" + b"\x27\x01\x00\x00\x00agg\x01" + (20).to_bytes(4, "big")
+                    for _ in range(2))
+                wire += server.writer.encode(Message(22, inner, ts, sids[step[1]]))
+        events: list[Event] = []
+        at = 0
+        for cut in [*cuts, len(wire)]:
+            events += session.receive_data(wire[at:at + cut])
+            at += cut
+        events += session.receive_data(wire[at:])
+        if batch:
+            assert all(e.messages for e in events if isinstance(e, MediaBatch))
+        runs.append(_flatten(events))
+    assert runs[0] == runs[1]
