@@ -311,7 +311,8 @@ SERVER_HANDSHAKE = b"\x03" + bytes(8) + _random(1528) + bytes(1536)
 
 
 def _server_session(data: bytes) -> None:
-    session = ServerSession(epoch_ms=_EPOCH, random=_random)
+    # half the inputs as a relay reads them: media runs as MediaBatch events
+    session = ServerSession(epoch_ms=_EPOCH, random=_random, batch_media=_flag(data, 6))
     reject = _flag(data, 4)
     for piece in splits(data, 4):
         try:

@@ -346,11 +346,14 @@ class Connection(asyncio.BufferedProtocol):
     def flush(self) -> None:
         """Write what the session has queued (the one write path to the peer)."""
         outbox = self.outbox
+        if not outbox.queue:  # nothing to write (a publisher's reads, mostly)
+            if outbox.state:
+                outbox.flushed()
+            return
         out = outbox.take()   # the session's output: control, commands and media
         transport = self.transport
         if transport is not None and not self.closed:
-            if out:
-                transport.writelines(out)
+            transport.writelines(out)
             if outbox.measure() > self.context.max_write_buffer:
                 limit_hit(f"max_write_buffer={self.context.max_write_buffer}", self.peer,
                           "does not read: disconnected")
