@@ -8,13 +8,14 @@ from typing import Any
 
 from ._fanout_py import Encoder, HeaderKey, _Budget, _Message, _Session
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
-           "Packet", "deliver", "relay"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate",
+           "GopCache", "Outbox", "Packet", "deliver", "relay"]
 
 IDLE: int
 DUE: int
 FLUSH: int
 KICK_QUEUE: str
+KICK_ERROR: str
 PACKET_OVERHEAD: int
 
 class Packet:
@@ -54,9 +55,10 @@ class GopCache:
         """Keep an audio or video packet that is not a header."""
 
 def relay(messages: Sequence[_Message], gop: GopCache, gates: list[Gate], now: float,
-          safely: Callable[[Callable[[], None]], None]) -> tuple[int, list[Packet]]:
-    """A publisher's audio and video messages through the GOP cache and the
-    gates; returns the payload bytes and the header packets."""
+          safely: Callable[[Callable[[], None]], None],
+          keep_header: Callable[[Packet], None]) -> int:
+    """A publisher's audio and video messages through the GOP cache (headers
+    to ``keep_header``) and the gates; returns the payload bytes."""
 
 class Outbox:
     """The media due to one connection: its session's output queue, the
@@ -106,6 +108,7 @@ class Gate:
     paused: bool
     closed: bool
     kicked: str
+    error: BaseException | None
     skip_to_key: bool
     behind_since: float
     bytes_sent: int

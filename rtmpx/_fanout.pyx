@@ -16,8 +16,8 @@ from rtmpx.media import AUDIO as _AUDIO_KIND
 from rtmpx.media import HEADER_METADATA, HEADER_SEQUENCE, PRIMARY_TRACK, classify
 from rtmpx.media import VIDEO as _VIDEO_KIND
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
-           "Packet", "deliver", "relay"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate",
+           "GopCache", "Outbox", "Packet", "deliver", "relay"]
 
 PACKET_OVERHEAD = 200
 cdef Py_ssize_t OVERHEAD = PACKET_OVERHEAD
@@ -39,6 +39,7 @@ IDLE = 0
 DUE = 1
 FLUSH = 2
 KICK_QUEUE = "queue"
+KICK_ERROR = "error"
 
 
 
@@ -55,12 +56,12 @@ cdef class Packet:
     cdef public object shared
 
     def __init__(self, int type_id, timestamp, payload, bint header=False, bint keyframe=False,
-                 metadata=None, tuple headers=()):
+                 metadata=None, headers=()):
         self.type_id = type_id
         self.timestamp = timestamp
         self.payload = payload
         self.header = header
-        self.headers = headers
+        self.headers = tuple(headers)
         self.keyframe = keyframe
         self.metadata = metadata
         self.shared = None
@@ -199,24 +200,24 @@ cdef class GopCache:
         PyList_Append(self.packets, packet)
 
 
-def relay(messages, GopCache gop not None, list gates not None, double now, safely):
+def relay(messages, GopCache gop not None, list gates not None, double now, safely,
+          keep_header):
     """A publisher's audio and video messages through the GOP cache and the
     gates (see :func:`rtmpx._fanout_py.relay`)."""
     cdef Py_ssize_t total = 0
-    cdef list headers = []
     cdef Packet packet
     for m in messages:
         payload = m.payload
         total += len(payload)
         packet = make_media(m.type_id, m.timestamp, payload)
         if packet.header:
-            PyList_Append(headers, packet)
+            keep_header(packet)
         else:
             gop.add(packet)
         if gates:
             for item in deliver_c(packet, gates, now):
                 safely(item.notify)
-    return total, headers
+    return total
 
 
 cdef class Outbox:
@@ -315,6 +316,7 @@ cdef class Gate:
     cdef public bint paused
     cdef public bint closed
     cdef public str kicked
+    cdef public object error
     cdef public bint skip_to_key
     cdef public double behind_since
     cdef public long long bytes_sent
@@ -335,6 +337,7 @@ cdef class Gate:
         self.paused = False
         self.closed = False
         self.kicked = ""
+        self.error = None
         self.skip_to_key = True
         self.behind_since = -1.0
         self.bytes_sent = 0
@@ -362,8 +365,11 @@ cdef list deliver_c(Packet packet, list gate_list, double now):
     cdef long long chunk_size, last_chunk_size = -1, last_stream_id = -1
     cdef bytes data = None
     cdef object found
+    for item in gate_list:  # all or nothing: no gate is served if one is not a Gate
+        if type(item) is not Gate:
+            raise TypeError(f"not a Gate: {type(item).__name__}")
     for item in gate_list:
-        gate = <Gate?>item
+        gate = <Gate>item
         if gate.closed:
             continue
         outbox = gate.outbox
@@ -393,21 +399,29 @@ cdef list deliver_c(Packet packet, list gate_list, double now):
             gate.kicked = KICK_QUEUE
             todo.append(gate)
             continue
-        chunk_size = outbox.chunk_size
-        if chunk_size != last_chunk_size or gate.stream_id != last_stream_id:
-            shape = (chunk_size, gate.stream_id)
-            if shared is None:
-                shared = packet.shared = {}
-            found = shared.get(shape)
-            if found is None:
-                found = gate.encode(type_id, packet.timestamp, packet.payload,
-                                    gate.stream_id, chunk_size)
-                shared[shape] = found
-            data = <bytes?>found
-            last_chunk_size = chunk_size
-            last_stream_id = gate.stream_id
-        if outbox.add(data):
-            todo.append(outbox)
+        try:
+            chunk_size = outbox.chunk_size
+            if chunk_size != last_chunk_size or gate.stream_id != last_stream_id:
+                shape = (chunk_size, gate.stream_id)
+                if shared is None:
+                    shared = packet.shared = {}
+                found = shared.get(shape)
+                if found is None:
+                    found = gate.encode(type_id, packet.timestamp, packet.payload,
+                                        gate.stream_id, chunk_size)
+                    shared[shape] = found
+                data = <bytes?>found
+                last_chunk_size = chunk_size
+                last_stream_id = gate.stream_id
+            if outbox.add(data):
+                todo.append(outbox)
+        except Exception as exc:  # a bug: it costs this player only (its owner logs it)
+            last_chunk_size = -1
+            gate.closed = True
+            gate.kicked = KICK_ERROR
+            gate.error = exc
+            todo.append(gate)
+            continue
         gate.bytes_sent += len(data)
         gate.messages_sent += 1
     return todo

@@ -16,6 +16,7 @@ if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
         DUE,
         FLUSH,
         IDLE,
+        KICK_ERROR,
         KICK_QUEUE,
         PACKET_OVERHEAD,
         Gate,
@@ -30,6 +31,7 @@ else:
         DUE,
         FLUSH,
         IDLE,
+        KICK_ERROR,
         KICK_QUEUE,
         PACKET_OVERHEAD,
         Gate,
@@ -40,5 +42,5 @@ else:
         relay,
     )
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate", "GopCache", "Outbox",
-           "Packet", "deliver", "relay"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate",
+           "GopCache", "Outbox", "Packet", "deliver", "relay"]

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtmpx.chunk import ChunkReader
-from rtmpx.server.hub import Packet
 from rtmpx.session import ServerSession, SessionConfig, encode_shared
 from rtmpx.session.base import SHARED_CSID
 
@@ -74,7 +73,7 @@ def test_a_player_starts_at_a_keyframe_and_gets_audio_meanwhile(fo: ModuleType) 
     conn = Conn(fo)
     g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: None)
     for type_id, ts, payload in [(9, 0, INTER), (8, 1, AAC), (9, 2, KEY), (9, 3, INTER)]:
-        todo = fo.deliver(Packet.media(type_id, ts, payload), [g], 0.0)
+        todo = fo.deliver(fo.Packet.media(type_id, ts, payload), [g], 0.0)
         assert todo == ([] if ts == 0 else [conn.outbox])  # merge_max 0: flush every message
         conn.flush()
     assert [(t, ts) for t, ts, _ in messages(conn.wire)] == [(8, 1), (9, 2), (9, 3)]
@@ -87,22 +86,22 @@ def test_a_player_behind_loses_video_to_the_next_keyframe_and_is_kicked_past_twi
     conn = Conn(fo)
     kicks: list[str] = []
     g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: kicks.append(g.kicked))
-    fo.deliver(Packet.media(9, 0, KEY), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 0, KEY), [g], 0.0)
     conn.backlog = 1001                                  # behind
-    fo.deliver(Packet.media(9, 1, INTER), [g], 5.0)
+    fo.deliver(fo.Packet.media(9, 1, INTER), [g], 5.0)
     assert g.skip_to_key and g.behind_since == 5.0 and g.dropped == 1
-    fo.deliver(Packet.media(8, 2, AAC), [g], 6.0)        # audio is kept
+    fo.deliver(fo.Packet.media(8, 2, AAC), [g], 6.0)        # audio is kept
     conn.backlog = 600                                   # half drained: not enough for a key
-    fo.deliver(Packet.media(9, 3, KEY), [g], 7.0)
+    fo.deliver(fo.Packet.media(9, 3, KEY), [g], 7.0)
     assert g.dropped == 2
     conn.backlog = 400
-    fo.deliver(Packet.media(9, 4, INTER), [g], 8.0)      # not a keyframe
-    fo.deliver(Packet.media(9, 5, KEY), [g], 8.0)
+    fo.deliver(fo.Packet.media(9, 4, INTER), [g], 8.0)      # not a keyframe
+    fo.deliver(fo.Packet.media(9, 5, KEY), [g], 8.0)
     assert not g.skip_to_key and g.behind_since < 0 and g.dropped == 3
     conn.backlog = 2001
-    assert fo.deliver(Packet.media(8, 6, AAC), [g], 9.0) == [g]
+    assert fo.deliver(fo.Packet.media(8, 6, AAC), [g], 9.0) == [g]
     assert g.closed and g.kicked == fo.KICK_QUEUE
-    assert fo.deliver(Packet.media(8, 7, AAC), [g], 9.0) == []   # closed: nothing more
+    assert fo.deliver(fo.Packet.media(8, 7, AAC), [g], 9.0) == []   # closed: nothing more
     conn.flush()
     assert [ts for _, ts, _ in messages(conn.wire)] == [0, 2, 5]
 
@@ -114,27 +113,27 @@ def test_the_rule_reads_the_backlog_as_last_measured(fo: ModuleType) -> None:
     g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: None)
     g.skip_to_key = False
     conn._backlog = 5000                  # not measured yet
-    fo.deliver(Packet.media(9, 0, INTER), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 0, INTER), [g], 0.0)
     assert g.dropped == 0
     conn.flush()                          # measured
-    fo.deliver(Packet.media(9, 1, INTER), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 1, INTER), [g], 0.0)
     assert g.dropped == 1
 
 
 def test_switches_and_headers(fo: ModuleType) -> None:
     conn = Conn(fo)
     g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: None)
-    seq = Packet.media(9, 0, bytes([0x17, 0, 0, 0, 0]) + b"avcC")
+    seq = fo.Packet.media(9, 0, bytes([0x17, 0, 0, 0, 0]) + b"avcC")
     g.paused = True
     fo.deliver(seq, [g], 0.0)                             # headers pass a pause
-    fo.deliver(Packet.media(8, 1, AAC), [g], 0.0)
-    fo.deliver(Packet.media(9, 2, KEY), [g], 0.0)
+    fo.deliver(fo.Packet.media(8, 1, AAC), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 2, KEY), [g], 0.0)
     g.paused = False
     g.audio = False
-    fo.deliver(Packet.media(8, 3, AAC), [g], 0.0)
+    fo.deliver(fo.Packet.media(8, 3, AAC), [g], 0.0)
     g.audio, g.video = True, False
-    fo.deliver(Packet.media(9, 4, KEY), [g], 0.0)
-    fo.deliver(Packet.media(8, 5, AAC), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 4, KEY), [g], 0.0)
+    fo.deliver(fo.Packet.media(8, 5, AAC), [g], 0.0)
     conn.flush()
     assert [ts for _, ts, _ in messages(conn.wire)] == [0, 5]
     assert g.dropped == 0   # switched off is not dropped
@@ -145,15 +144,15 @@ def test_merged_writes_notify_once_per_flush_and_at_the_bound(fo: ModuleType) ->
     g = fo.Gate(conn.outbox, 1, 10_000, encode_shared, lambda: None)
     g.skip_to_key = False
     ob = conn.outbox
-    assert fo.deliver(Packet.media(8, 0, AAC), [g], 0.0) == [ob] and ob.state == fo.DUE
-    assert fo.deliver(Packet.media(8, 1, AAC), [g], 0.0) == []    # already due
+    assert fo.deliver(fo.Packet.media(8, 0, AAC), [g], 0.0) == [ob] and ob.state == fo.DUE
+    assert fo.deliver(fo.Packet.media(8, 1, AAC), [g], 0.0) == []    # already due
     assert ob.merged == 2 * len(ob.queue[0])
     for ts in range(2, 10):
-        todo = fo.deliver(Packet.media(8, ts, AAC), [g], 0.0)
+        todo = fo.deliver(fo.Packet.media(8, ts, AAC), [g], 0.0)
         if ob.state == fo.FLUSH:
             break
     assert todo == [ob] and ob.merged >= 500
-    assert fo.deliver(Packet.media(8, 99, AAC), [g], 0.0) == []   # flush already asked for
+    assert fo.deliver(fo.Packet.media(8, 99, AAC), [g], 0.0) == []   # flush already asked for
     queued = list(ob.queue)
     assert ob.take() == queued and not conn.session.chunks_to_send()
     assert ob.state == fo.IDLE and ob.merged == 0 and not ob.queue
@@ -165,7 +164,7 @@ def test_the_session_output_keeps_order_and_the_shared_chunk_streams(fo: ModuleT
     conn = Conn(fo)
     g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: None)
     conn.session.ping(7)
-    fo.deliver(Packet.media(9, 5, KEY), [g], 0.0)
+    fo.deliver(fo.Packet.media(9, 5, KEY), [g], 0.0)
     conn.session.ping(8)
     conn.flush()
     reader = ChunkReader()
@@ -189,7 +188,7 @@ def test_one_encoding_per_shape_shared_by_players(fo: ModuleType) -> None:
 
     for g in gates:
         g.encode = encode
-    packet = Packet.media(9, 0, KEY + b"x" * 300)
+    packet = fo.Packet.media(9, 0, KEY + b"x" * 300)
     fo.deliver(packet, gates, 0.0)
     fo.deliver(packet, gates, 0.0)   # again (a cached packet): no new encoding
     assert sorted(calls) == [(1, 128), (1, 4096), (3, 128)]
@@ -234,7 +233,7 @@ def test_the_twins_agree(steps: list[tuple[Any, ...]], merge_max: int) -> None:
                 _, type_id, key, header = step
                 payload = bytes([(0x17 if key else 0x27) if type_id == 9 else 0xAF,
                                  0 if header else 1]) + b"p" * 200
-                todo = fo.deliver(Packet.media(type_id, ts, payload), gates, float(ts))
+                todo = fo.deliver(fo.Packet.media(type_id, ts, payload), gates, float(ts))
                 log.append([(type(x).__name__, gates.index(x) if x in gates else
                              [c.outbox for c in conns].index(x)) for x in todo])
             elif step[0] == "backlog":
@@ -324,11 +323,44 @@ def test_relay_twins_agree(messages: list[tuple[int, bytes]], behind: int,
         budget = Budget(10**6)
         gop = fo.GopCache(max_bytes, 10, budget)
         notified: list[Any] = []
-        size, headers = fo.relay([Message(t, p, ts, 1) for ts, (t, p) in enumerate(messages)],
-                                 gop, gates, 1.0, notified.append)
+        headers: list[Any] = []
+        size = fo.relay([Message(t, p, ts, 1) for ts, (t, p) in enumerate(messages)],
+                        gop, gates, 1.0, notified.append, headers.append)
         runs.append((size, [(p.timestamp, p.headers) for p in headers],
                      [p.timestamp for p in gop.packets], gop.bytes, budget.gop,
                      len(notified), [(g.dropped, g.bytes_sent) for g in gates],
                      [b"".join(c.outbox.queue) for c in conns]))
     assert runs[0] == runs[1]
     assert runs[0][0] == sum(len(p) for _, p in messages)
+
+
+def test_a_player_whose_delivery_raises_costs_only_itself(fo: ModuleType) -> None:
+    """From review: an exception from one player's encoding escaped
+    deliver, losing the notifications already due to the others: a
+    connection left waiting for a flush that never came, its media piling
+    up unwritten.  Now that player is closed (KICK_ERROR, the exception
+    kept for its owner to log) and everyone else is served and told."""
+    conns = [Conn(fo, merge_max=1) for _ in range(3)]
+
+    def broken(*args: Any) -> bytes:
+        raise RuntimeError("bug")
+
+    gates = [fo.Gate(c.outbox, 1, 10_000, encode_shared if i != 1 else broken, lambda: None)
+             for i, c in enumerate(conns)]
+    for g in gates:
+        g.skip_to_key = False
+    gates[1].stream_id = 2       # a shape of its own: encoded for it alone
+    todo = fo.deliver(fo.Packet.media(8, 0, AAC), gates, 0.0)
+    assert todo == [conns[0].outbox, gates[1], conns[2].outbox]
+    assert gates[1].closed and gates[1].kicked == fo.KICK_ERROR
+    assert isinstance(gates[1].error, RuntimeError)
+    assert [c.outbox.state for c in conns] == [fo.FLUSH, fo.IDLE, fo.FLUSH]
+    assert fo.deliver(fo.Packet.media(8, 1, AAC), gates, 0.0) == []  # already due; 1 closed
+
+
+def test_deliver_refuses_a_list_with_a_stranger_before_serving_anyone(fo: ModuleType) -> None:
+    conn = Conn(fo)
+    g = fo.Gate(conn.outbox, 1, 1000, encode_shared, lambda: None)
+    with pytest.raises(TypeError):
+        fo.deliver(fo.Packet.media(8, 0, AAC), [g, object()], 0.0)
+    assert not conn.outbox.queue and g.messages_sent == 0

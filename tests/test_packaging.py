@@ -34,7 +34,7 @@ def test_the_wheel_holds_every_module_and_imports_alone(tmp_path: Path) -> None:
     expected = {p.relative_to(src).as_posix() for p in (src / "rtmpx").rglob("*")
                 if p.suffix in (".py", ".pyi", ".pyx") or p.name == "py.typed"}
     assert expected - names == set()
-    for core in ("_amf", "_chunk", "_handshake"):
+    for core in ("_amf", "_chunk", "_handshake", "_fanout"):
         assert any(n.startswith(f"rtmpx/{core}.") and n.endswith(".so") for n in names), core
 
     target = tmp_path / "site"

@@ -251,7 +251,7 @@ class Connection(asyncio.BufferedProtocol):
             if not self.lost.done():
                 self.connection_lost(None)
             return
-        self.transport = tp
+        self.transport = self.outbox.transport = tp  # the rule reads the TLS layer's backlog
         tp.set_write_buffer_limits(high=self.context.limits.max_queue)
         self._arm("C0+C1", self.context.handshake_timeout)
         early, self._early = self._early, []

@@ -304,11 +304,12 @@ class Publication:
             for m in messages:
                 self.media(m.type_id, m.timestamp, m.payload, now)
             return
-        size, headers = relay(messages, channel.gop, channel.gates, now, _safely)
-        self.bytes_in += size
+        try:
+            self.bytes_in += relay(messages, channel.gop, channel.gates, now, _safely,
+                                   channel.cache)
+        except Exception:  # a bug: the rest of this run is lost, nothing else
+            log.exception("relay of %d messages of %s failed", len(messages), self.key)
         self.messages_in += len(messages)
-        for packet in headers:
-            channel.cache(packet)
 
     def metadata(self, metadata: dict[str, Any], payload: bytes, timestamp: int,
                  now: float) -> None:

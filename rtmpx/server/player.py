@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..fanout import Gate, Outbox
+from ..fanout import KICK_ERROR, Gate, Outbox
 from ..session import ServerSession, StreamState, encode_shared
 from .hub import HubLimits, Packet, Publication, fan_out
 from .limits import limit_hit
@@ -119,8 +119,12 @@ class PlayerSink:
 
     @property
     def paused(self) -> bool:
-        """Whether it paused (no media until it resumes)."""
+        """Whether it paused (no media until it resumes: see :meth:`pause`)."""
         return self.gate.paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self.gate.paused = value
 
     @property
     def closed(self) -> bool:
@@ -133,7 +137,7 @@ class PlayerSink:
 
     @property
     def stats(self) -> PlayerStats:
-        """What it has seen so far."""
+        """What it has seen so far (a snapshot: read it again for news)."""
         gate = self.gate
         return PlayerStats(gate.bytes_sent, gate.messages_sent, gate.dropped, self._lagged)
 
@@ -198,8 +202,13 @@ class PlayerSink:
             self._disconnect(limit, reason)
 
     def _gate_kicked(self) -> None:
-        """The gate found the player's queue over twice ``max_queue`` (and
-        closed it)."""
+        """The gate closed the player: its queue passed twice ``max_queue``,
+        or delivering to it raised (a bug, logged here)."""
+        gate = self.gate
+        if gate.kicked == KICK_ERROR:
+            log.error("%r: fan-out failed: disconnected", self, exc_info=gate.error)
+            self.output.kick("internal error")
+            return
         max_queue = self.limits.max_queue
         self._disconnect(f"max_queue={max_queue}", "write queue over twice max_queue")
 

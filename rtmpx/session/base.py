@@ -118,6 +118,7 @@ def split_query(name: str) -> tuple[str, str]:
 #: messages never go there, so shared bytes (full headers only) and the
 #: session's compressed headers never meet on one chunk stream.
 SHARED_CSID: dict[int, int] = {int(MT.AUDIO): 7, int(MT.VIDEO): 8, int(MT.DATA_AMF0): 9}
+_SHARED_CSIDS = frozenset(SHARED_CSID.values())
 
 
 def encode_shared(type_id: int, timestamp: int, payload: bytes, stream_id: int,
@@ -348,8 +349,16 @@ class Session:
     # -- sending ------------------------------------------------------------------
 
     def send_message(self, message: Message) -> None:
-        """Queue any message (the escape hatch under the typed methods)."""
-        self._out.append(self._writer.encode(message))
+        """Queue any message (the escape hatch under the typed methods).  On
+        a chunk stream of shared media (:data:`SHARED_CSID`) it has a full
+        header, and so has the writer's next message there."""
+        csid = message.csid
+        if csid in _SHARED_CSIDS:
+            self._writer.forget(csid)
+            self._out.append(self._writer.encode(message))
+            self._writer.forget(csid)
+        else:
+            self._out.append(self._writer.encode(message))
 
     def send_shared(self, type_id: int, data: bytes) -> None:
         """Queue a media message of ``type_id`` chunked by :func:`encode_shared`

@@ -16,6 +16,7 @@ import rtmpx
 from rtmpx import amf
 from rtmpx.chunk import ChunkWriter, Message
 from rtmpx.events import (
+    Connected,
     DataMessage,
     PlayStarted,
     PublishStarted,
@@ -678,3 +679,56 @@ async def test_merged_writes_hold_media_briefly_and_in_order(interval: float) ->
             assert held and max(held) == 0             # every message written at once
         assert conn.queued_bytes() == conn.backlog()   # nothing left behind
         await peer.close()
+
+
+async def test_a_tls_player_that_stops_reading_is_bounded(certificate: tuple[Path, Path]) -> None:
+    """From review: over RTMPS the slow-player rule read the backlog of the
+    raw TCP transport (which stops near max_queue while the TLS layer holds
+    the rest), so a player that stopped reading an audio-only stream piled
+    up megabytes and was never kicked.  The rule must read the TLS
+    transport: kicked past twice max_queue."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certificate)
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    limits = HubLimits(max_queue=64 * 1024, max_lag=600.0)
+    async with Server(port=0, ssl=tls, limits=limits, idle_timeout=600) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=trust,
+                                                       server_hostname="127.0.0.1")
+        session = rtmpx.ClientSession("live", f"rtmps://127.0.0.1:{server.port}/live")
+        events: list[object] = []
+
+        async def until(kind: type) -> None:
+            while not any(isinstance(e, kind) for e in events):
+                data = await asyncio.wait_for(reader.read(65536), 10)
+                assert data
+                events.extend(session.receive_data(data))
+                writer.write(session.data_to_send())
+
+        session.connect()
+        writer.write(session.data_to_send())
+        await until(Connected)
+        session.start_play("s")
+        writer.write(session.data_to_send())
+        await until(PlayStarted)
+        [conn] = [c for c in server.connections if c.players]
+        conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                           8192)
+        [sink] = channel(server, "live/s").players
+        peak = 0
+        async with rtmpx.connect(f"rtmps://127.0.0.1:{server.port}/live", ssl=trust,
+                                 timeout=10) as client, await client.publish("s") as stream:
+            await stream.send_audio(0, b"\xaf\x00\x12\x10")
+            for i in range(400):          # the player reads none of it
+                await stream.send_audio(i * 20, b"\xaf\x01" + bytes(8000))
+                await asyncio.sleep(0.002)
+                if not conn.closed:
+                    peak = max(peak, conn.transport.get_write_buffer_size())
+                if sink.closed:
+                    break
+        assert sink.closed and sink.gate.kicked == "queue"
+        assert peak < 4 * limits.max_queue
+        writer.transport.abort()

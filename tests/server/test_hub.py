@@ -589,3 +589,26 @@ def test_a_run_of_media_is_relayed_as_message_by_message(follow: bool) -> None:
                          publication.messages_in))
     assert outcomes[0] == outcomes[1]
     assert [g[2] for g in outcomes[1][1] if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
+
+
+def test_a_player_whose_fan_out_fails_is_dropped_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """From review: a failing player (a bug) made deliver raise, and the
+    players before it in the same call were never flushed again."""
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    first, a, _ = player(hub)
+    bad, b, _ = player(hub)
+    _, c, _ = player(hub)
+
+    def broken(*args: Any) -> bytes:
+        raise RuntimeError("bug")
+
+    bad.gate.encode = broken
+    bad.gate.stream_id += 100   # its own shape: encoded for it alone
+    feed(publication)
+    assert b.kicked == ["internal error"] and bad.closed
+    assert "fan-out failed" in caplog.text
+    for conn in (a, c):
+        assert [g[2] for g in conn.received() if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
+    assert not a.kicked and not c.kicked and first.stats.messages_sent > 0

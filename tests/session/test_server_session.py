@@ -440,3 +440,24 @@ def test_batched_media_is_the_same_messages_in_the_same_order(
             assert all(e.messages for e in events if isinstance(e, MediaBatch))
         runs.append(_flatten(events))
     assert runs[0] == runs[1]
+
+
+def test_shared_chunk_streams_are_the_sessions_own_by_the_escape_hatch_only_safely() -> None:
+    """Shared media goes on chunk streams 7-9, which the session's writer
+    never uses; a message sent there by hand through ``send_message`` (the
+    escape hatch) gets full headers, so that shared bytes before and after
+    it still decode."""
+    from rtmpx.chunk import default_csid
+    from rtmpx.session.base import SHARED_CSID
+    assert not set(SHARED_CSID.values()) & {default_csid(t) for t in range(256)}
+    server = Server(reader=PureReader)
+    sid = server.stream_in(StreamState.PLAYING)
+    session = server.session
+    csid = SHARED_CSID[9]
+    shared(session, sid, 9, 0, AVC_KEY)
+    session.send_message(Message(9, AVC_SEQ, 10, sid, csid))
+    session.send_message(Message(9, AVC_SEQ, 20, sid, csid))
+    shared(session, sid, 9, 30, AVC_KEY)
+    session.send_message(Message(9, AVC_SEQ, 40, sid, csid))
+    got = [(m.timestamp, m.payload) for m in server.reader.feed(session.data_to_send())]
+    assert got == [(0, AVC_KEY), (10, AVC_SEQ), (20, AVC_SEQ), (30, AVC_KEY), (40, AVC_SEQ)]
