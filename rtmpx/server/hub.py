@@ -72,6 +72,13 @@ def _safely(callback: Callable[..., None], *args: Any) -> None:
         log.exception("%r failed", callback)
 
 
+def _gate_of(player: Subscriber) -> Gate | None:
+    """The player's :class:`~rtmpx.fanout.Gate`, if it has a real one (anything
+    else called ``gate`` is called one packet at a time, like any subscriber)."""
+    gate = getattr(player, "gate", None)
+    return gate if isinstance(gate, Gate) else None
+
+
 def fan_out(packet: Packet, gates: list[Gate], now: float) -> None:
     """Deliver ``packet`` through ``gates`` (:func:`rtmpx.fanout.deliver`:
     compiled, no Python per player), then tell whoever needs to act: a
@@ -509,7 +516,7 @@ class Hub:
         the player gets the publication's start and the cached packets."""
         channel = self._channel(key)
         channel.players.append(player)
-        gate: Gate | None = getattr(player, "gate", None)
+        gate = _gate_of(player)
         if gate is not None:
             channel.gates.append(gate)
         else:
@@ -529,7 +536,7 @@ class Hub:
             channel.players.remove(player)
         except ValueError:
             return
-        gate: Gate | None = getattr(player, "gate", None)
+        gate = _gate_of(player)
         if gate is not None:
             channel.gates.remove(gate)
         else:

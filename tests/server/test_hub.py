@@ -612,3 +612,26 @@ def test_a_player_whose_fan_out_fails_is_dropped_alone(caplog: pytest.LogCapture
     for conn in (a, c):
         assert [g[2] for g in conn.received() if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
     assert not a.kicked and not c.kicked and first.stats.messages_sent > 0
+
+
+def test_a_subscriber_with_a_gate_of_its_own_making_is_served_one_by_one() -> None:
+    """From review: anything with a ``gate`` attribute went to the compiled
+    fan-out, which refuses what is not a Gate - every packet of the channel
+    then failed for the real players too."""
+
+    class Odd(Follower):
+        gate = "not a Gate"
+        queued_bytes = 0
+
+    hub = Hub()
+    publication = hub.publish(KEY, FakePublisher(), None, 0.0)
+    assert publication is not None
+    _, conn, channel = player(hub)
+    odd = Odd()
+    hub.subscribe(KEY, odd, 0.0)
+    assert channel.others == [odd] and len(channel.gates) == 1
+    feed(publication)
+    assert AVC_KEY in odd.got
+    assert [g[2] for g in conn.received() if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
+    hub.unsubscribe(channel, odd)
+    assert channel.others == [] and len(channel.gates) == 1
