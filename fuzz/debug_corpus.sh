@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Replay the seed corpus against a debug build of the compiled cores:
+# Replay the seed corpus (and the fan-out's twin tests) against a debug build
+# of the compiled cores:
 # Cython bounds/wraparound/initialized checks forced on, and AddressSanitizer
 # when this machine has it (RTMPX_DEBUG_BUILD=asan, the default; set
 # RTMPX_DEBUG_BUILD=1 for the checks alone).  The build goes into a
@@ -38,11 +39,12 @@ echo "debug_corpus: RTMPX_DEBUG_BUILD=$mode built in $(( $(date +%s) - start )) 
 cd "$tmp"
 "${env_run[@]}" python3 - "$tmp" <<'PY'
 import sys
-import rtmpx._amf, rtmpx._chunk, rtmpx._handshake
-for m in (rtmpx._amf, rtmpx._chunk, rtmpx._handshake):
+import rtmpx._amf, rtmpx._chunk, rtmpx._fanout, rtmpx._handshake
+for m in (rtmpx._amf, rtmpx._chunk, rtmpx._fanout, rtmpx._handshake):
     print("debug_corpus:", m.__file__)
     if not m.__file__.startswith(sys.argv[1]):
         sys.exit(f"{m.__name__} is not the debug build: {m.__file__}")
 PY
 # --capture=sys: a sanitizer report (written to fd 2 before an abort) reaches the log
-"${env_run[@]}" python3 -m pytest -q -p no:cacheprovider --capture=sys tests/test_corpus.py
+"${env_run[@]}" python3 -m pytest -q -p no:cacheprovider --capture=sys tests/test_corpus.py \
+    tests/test_fanout.py

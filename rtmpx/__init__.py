@@ -7,6 +7,8 @@ the commands that install and run it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .chunk import ChunkReader, ChunkWriter, Message
 from .client import Client, PlayStream, PublishStream, connect
@@ -29,7 +31,6 @@ from .server import (
     IncomingStream,
     Request,
     Server,
-    StatsServer,
     StreamKey,
     TokenAuth,
     all_of,
@@ -72,3 +73,16 @@ __all__ = [
     "connect",
     "load_tokens",
 ]
+
+if TYPE_CHECKING:
+    from .server.http import HttpServer as StatsServer
+
+
+def __getattr__(name: str) -> Any:
+    """``StatsServer`` (:class:`rtmpx.server.http.HttpServer`), imported with
+    aiohttp only when asked for."""
+    if name == "StatsServer":
+        from .server.http import HttpServer
+
+        return HttpServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

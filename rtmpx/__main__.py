@@ -10,11 +10,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import RtmpError
 from .pacing import FLUSH_INTERVAL
+
+if TYPE_CHECKING:
+    from .server.http import HttpServer
+    from .server.stats import HasStats
 
 
 def _amf_encode(args: argparse.Namespace) -> int:
@@ -150,18 +154,40 @@ def _make_server(args: argparse.Namespace, **extra: Any) -> Any:
                   on_publish=on_publish, on_play=on_play, **_limit_settings(args), **extra)
 
 
-def _banner(args: argparse.Namespace, port: int, stats_port: int | None) -> None:
+def _banner(args: argparse.Namespace, port: int, http: list[HttpServer]) -> None:
     scheme = "rtmps" if args.tls_cert else "rtmp"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     workers = f" with {args.workers} workers" if args.workers > 1 else ""
-    print(f"rtmpx {__version__} serving {scheme}://{shown}:{port}/APP/STREAM{workers}"
-          + (f", stats on http://{args.stats_host}:{stats_port}/stats" if stats_port else ""),
+    urls = "".join(f", stats on http://{_shown(h.host)}:{h.port}/stats" for h in http)
+    print(f"rtmpx {__version__} serving {scheme}://{shown}:{port}/APP/STREAM{workers}{urls}",
           flush=True)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import StatsServer
+def _shown(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
+
+async def _start_http(source: HasStats, args: argparse.Namespace) -> list[HttpServer]:
+    """The HTTP servers asked for: ``--http-port`` (on ``--host``) and
+    ``--stats-port`` (on ``--stats-host``), started."""
+    from .server import HttpServer
+
+    wanted = [(args.host, args.http_port), (args.stats_host, args.stats_port)]
+    started: list[HttpServer] = []
+    try:
+        for host, port in wanted:
+            if port is not None:
+                http = HttpServer(source, host, port)
+                await http.start()
+                started.append(http)
+    except BaseException:
+        for http in started:
+            await http.close()
+        raise
+    return started
+
+
+def _serve(args: argparse.Namespace) -> int:
     if args.worker_control is not None:
         return _run(_serve_worker(args))
     if args.workers < 1:
@@ -172,16 +198,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         await server.start()
-        stats = None
-        if args.stats_port is not None:
-            stats = StatsServer(server, args.stats_host, args.stats_port)
-            await stats.start()
-        _banner(args, server.port, stats.port if stats else None)
+        http: list[HttpServer] = []
         try:
+            http = await _start_http(server, args)
+            _banner(args, server.port, http)
             await _until_signal()
         finally:
-            if stats is not None:
-                await stats.close()
+            for each in http:
+                await each.close()
             await server.close()
         return 0
 
@@ -190,7 +214,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _supervise(args: argparse.Namespace) -> int:
     """``serve --workers N``: the supervisor (see :mod:`rtmpx.server.workers`)."""
-    from .server import StatsServer
     from .server.workers import Supervisor
 
     _make_server(args)  # fail here, once, on a bad token file or certificate
@@ -198,17 +221,15 @@ async def _supervise(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "rtmpx", "--log-level", args.log_level, "serve"]
     supervisor = Supervisor(args.workers, settings, host=args.host, port=args.port,
                             command=command)
-    stats = None
+    http: list[HttpServer] = []
     try:
         await supervisor.start()  # cleans up after itself on failure; close() again is harmless
-        if args.stats_port is not None:
-            stats = StatsServer(supervisor, args.stats_host, args.stats_port)
-            await stats.start()
-        _banner(args, supervisor.port, stats.port if stats else None)
+        http = await _start_http(supervisor, args)
+        _banner(args, supervisor.port, http)
         await _until_signal()
     finally:
-        if stats is not None:
-            await stats.close()
+        for each in http:
+            await each.close()
         await supervisor.close()
     return 0
 
@@ -358,9 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     serve.add_argument("--port", type=int, default=1935, help="port to listen on (1935)")
     serve.add_argument("--record", metavar="DIR", help="record every stream to DIR/app/name-TIME.flv")
+    serve.add_argument("--http-port", type=int, metavar="N",
+                       help="HTTP on the same host as RTMP, port N: JSON stats (/stats), "
+                            "Prometheus text (/metrics)")
     serve.add_argument("--stats-port", type=int, metavar="N",
-                       help="serve JSON stats (/stats) and Prometheus text (/metrics) on port N")
-    serve.add_argument("--stats-host", default="127.0.0.1", help="stats address (127.0.0.1)")
+                       help="the same HTTP server on --stats-host, port N (its first name)")
+    serve.add_argument("--stats-host", default="127.0.0.1",
+                       help="address of --stats-port (127.0.0.1)")
     serve.add_argument("--push", action="append", default=[], metavar="URL",
                        help="republish every live stream to URL (rtmp://host/app), repeatable")
     serve.add_argument("--pull", metavar="URL",

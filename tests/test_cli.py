@@ -50,14 +50,17 @@ def _rtmpx(*args: str) -> list[str]:
 @pytest.mark.interop
 def test_serve_publish_play_and_stats(sample: Sample, tmp_path: Path) -> None:
     ffmpeg = ffmpeg_exe()
-    port, stats_port = free_port(), free_port()
+    port, stats_port, http_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(_rtmpx("serve", "--host", "127.0.0.1", "--port", str(port),
+                                     "--http-port", str(http_port),
                                      "--stats-port", str(stats_port)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert server.stdout is not None
         banner = server.stdout.readline().decode()
         assert f"rtmp://127.0.0.1:{port}/" in banner
+        assert f"http://127.0.0.1:{http_port}/stats" in banner
+        assert f"http://127.0.0.1:{stats_port}/stats" in banner
         url = f"rtmp://127.0.0.1:{port}/live/cli"
         out = tmp_path / "out.flv"
         player = subprocess.Popen(_rtmpx("play", url, "-o", str(out), "--duration", "30"),
@@ -72,8 +75,9 @@ def test_serve_publish_play_and_stats(sample: Sample, tmp_path: Path) -> None:
         assert "published" in publish.stderr  # the progress line
         assert player.wait(30) == 0
         assert packet_count(ffmpeg, out, "v:0") == sample.video_frames
-        metrics = _get(stats_port, "/metrics").decode()
+        metrics = _get(http_port, "/metrics").decode()   # --http-port: the same server
         assert "rtmpx_connections" in metrics
+        assert b'"connections"' in _get(http_port, "/stats")
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0  # graceful shutdown
     finally:
@@ -85,7 +89,7 @@ def test_serve_publish_play_and_stats(sample: Sample, tmp_path: Path) -> None:
 
 def _get(port: int, path: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)

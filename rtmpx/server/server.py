@@ -23,7 +23,7 @@ import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import RtmpError
 from ..pacing import FLUSH_INTERVAL, Flusher
@@ -38,6 +38,9 @@ from .limits import MemoryBudget, limit_hit
 from .recorder import Recordings
 from .relay import Relays
 from .stats import collect
+
+if TYPE_CHECKING:
+    from .http import HttpServer
 
 __all__ = ["Server"]
 
@@ -177,6 +180,11 @@ class Server:
     before one would be recorded (False: it is not).
     :meth:`add_internal_listener` opens a second, private listener.
 
+    ``http_port``: an HTTP server on ``host:http_port`` (0: a free port)
+    starts and stops with this one (:attr:`http`, a
+    :class:`~rtmpx.server.http.HttpServer`): ``/stats`` (JSON) and
+    ``/metrics`` (Prometheus).
+
     ``flush_interval``: players' media is written in merged batches, one
     ``writev`` per player at most every ``flush_interval`` seconds (default
     :data:`FLUSH_INTERVAL`; a system call per message and player is most of
@@ -212,11 +220,15 @@ class Server:
                  reconnect_grace: float = 5.0,
                  flush_interval: float = FLUSH_INTERVAL,
                  admit: Callable[[StreamKey, Publisher], bool] | None = None,
-                 record_gate: Callable[[Publication], bool] | None = None) -> None:
+                 record_gate: Callable[[Publication], bool] | None = None,
+                 http_port: int | None = None) -> None:
         if duplicate_publish not in ("reject", "replace"):
             raise ValueError("duplicate_publish must be 'reject' or 'replace'")
         self.host = host
         self.port = port
+        #: the HTTP server on ``host:http_port`` once started (None without ``http_port``)
+        self.http: HttpServer | None = None
+        self.http_port = http_port
         self.ssl = ssl
         self.reuse_port = reuse_port
         #: more policy, told of every publication start and end and demand change
@@ -296,6 +308,17 @@ class Server:
         self.started_at = time.monotonic()
         self._ticker = asyncio.create_task(self._tick())
         log.info("listening on %s:%d%s", self.host, self.port, " (TLS)" if self.ssl else "")
+        if self.http_port is not None:
+            from .http import HttpServer  # aiohttp, only for a server that serves HTTP
+
+            http = HttpServer(self, self.host, self.http_port)
+            try:
+                await http.start()
+            except BaseException:
+                await self.close()
+                raise
+            self.http = http
+            self.http_port = http.port
 
     async def serve_forever(self) -> None:
         """Start if needed, then serve until cancelled or closed."""
@@ -357,6 +380,8 @@ class Server:
         await self.tasks.wait(timeout)
         if self._ticker is not None:
             await asyncio.gather(self._ticker, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
         log.info("server closed")
 
     async def _let_clients_reconnect(self, grace: float, tc_url: str | None) -> None:

@@ -1,16 +1,12 @@
-"""A server's stats: the numbers, and a tiny HTTP endpoint for them.
+"""A server's stats: the numbers.
 
 :func:`collect` gathers streams, publishers, players, bytes and drops from
-a hub.  :class:`StatsServer` serves them: ``GET /stats`` (or ``/``) as
-JSON, ``GET /metrics`` in the Prometheus text format.  It reads one
-request line and its headers (bounded), answers, and closes.
+a hub; :func:`prometheus_text` writes them in the Prometheus text format.
+:class:`rtmpx.server.http.HttpServer` serves both.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -20,7 +16,7 @@ from .connection import Connection
 from .hub import Hub
 from .player import PlayerSink
 
-__all__ = ["StatsServer", "collect", "jsonable", "prometheus_text"]
+__all__ = ["HasStats", "collect", "jsonable", "prometheus_text"]
 
 log = logging.getLogger("rtmpx.stats")
 
@@ -31,7 +27,7 @@ _MAX_TEXT = 1000
 
 
 class HasStats(Protocol):
-    """What :class:`StatsServer` serves: anything with ``stats()`` (a Server,
+    """What :class:`~rtmpx.server.http.HttpServer` serves: anything with ``stats()`` (a Server,
     or a supervisor of workers, whose ``stats()`` is async)."""
 
     def stats(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
@@ -139,54 +135,3 @@ def prometheus_text(stats: dict[str, Any]) -> str:
            [({"stream": s["key"], "peer": p["peer"]}, p["behind_seconds"])
             for s in stats["streams"] for p in s["players"]])
     return "\n".join(lines) + "\n"
-
-
-class StatsServer:
-    """Serves a :class:`~rtmpx.Server`'s stats over HTTP on ``host:port``."""
-
-    def __init__(self, server: HasStats, host: str = "127.0.0.1", port: int = 8080) -> None:
-        self.rtmp = server
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port,
-                                                  limit=_MAX_REQUEST)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("stats on http://%s:%d/stats and /metrics", self.host, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _stats(self) -> dict[str, Any]:
-        found = self.rtmp.stats()
-        return await found if inspect.isawaitable(found) else found
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            parts = head.split(b"\r\n", 1)[0].split()
-            method, path = (parts[0], parts[1].split(b"?")[0]) if len(parts) >= 2 else (b"", b"")
-            if method not in (b"GET", b"HEAD"):
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path in (b"/", b"/stats"):
-                status, ctype = "200 OK", "application/json"
-                body = json.dumps(await self._stats(), indent=1).encode()
-            elif path == b"/metrics":
-                status, ctype = "200 OK", "text/plain; version=0.0.4"
-                body = prometheus_text(await self._stats()).encode()
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"try /stats or /metrics\n"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            if method != b"HEAD":
-                writer.write(body)
-            await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError):
-            pass
-        finally:
-            writer.close()

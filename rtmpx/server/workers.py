@@ -701,7 +701,7 @@ class Supervisor:
             child = self.children[index]
             which[:] = [child]
             child.channel = channel
-            settings = {**self.settings, "workers": 1, "stats_port": None}
+            settings = {**self.settings, "workers": 1, "stats_port": None, "http_port": None}
             return {"index": index, "token": self.token, "settings": settings}
         if not which:
             return {"error": "hello first"}

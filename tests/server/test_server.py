@@ -294,8 +294,9 @@ async def test_stats_endpoint_json_and_prometheus() -> None:
 
             async def get(path: str) -> tuple[str, str]:
                 reader, writer = await asyncio.open_connection("127.0.0.1", stats.port)
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                data = await reader.read()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                             .encode())
+                data = await asyncio.wait_for(reader.read(), 10)
                 writer.close()
                 head, _, body = data.decode().partition("\r\n\r\n")
                 return head, body

@@ -1,0 +1,118 @@
+"""The server's HTTP side, on aiohttp: stats now, web outputs next to them.
+
+:class:`HttpServer` serves ``GET /stats`` (JSON; also ``/`` for now) and
+``GET /metrics`` (Prometheus text) for anything with a ``stats()`` method
+(a :class:`~rtmpx.Server`, or the supervisor of ``rtmpx serve --workers``,
+whose ``stats()`` is async).  ``rtmpx serve --http-port N`` and
+``Server(http_port=N)`` start one next to the RTMP listener;
+``--stats-port`` is the same server under its old name.
+
+aiohttp parses the requests (bounded lines and headers); a connection
+that does not finish a request within ``request_timeout`` seconds is
+closed (a slowloris holds nothing for long), and so is one idle that long
+between requests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import socket
+from typing import Any, Self
+
+from aiohttp import web
+
+from .stats import HasStats, prometheus_text
+
+__all__ = ["REQUEST_TIMEOUT", "HttpServer"]
+
+log = logging.getLogger("rtmpx.http")
+
+#: Seconds a connection may take to send a whole request, or stay idle
+#: between two.
+REQUEST_TIMEOUT = 10.0
+
+
+class HttpServer:
+    """Serves ``source``'s stats over HTTP on ``host:port`` (0: any free
+    port, see :attr:`port` once started)."""
+
+    def __init__(self, source: HasStats, host: str = "127.0.0.1", port: int = 8080, *,
+                 request_timeout: float = REQUEST_TIMEOUT) -> None:
+        if not request_timeout > 0:
+            raise ValueError("request_timeout must be positive")
+        self.source = source
+        self.host = host
+        self.port = port
+        self.request_timeout = request_timeout
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:
+        return f"<HttpServer http://{self.host}:{self.port}>"
+
+    async def start(self) -> None:
+        """Listen; returns once the socket is bound."""
+        if self._runner is not None:
+            raise RuntimeError("HTTP server already started")
+        app = web.Application()
+        app.router.add_get("/", self._stats)
+        app.router.add_get("/stats", self._stats)
+        app.router.add_get("/metrics", self._metrics)
+        # keepalive_timeout is also how long aiohttp waits for a request's head
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.request_timeout)
+        await runner.setup()
+        try:
+            sock = _listening_socket(self.host, self.port)
+            self.port = int(sock.getsockname()[1])
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("HTTP on http://%s:%d (/stats, /metrics)", self.host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening and close every HTTP connection."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _collect(self) -> dict[str, Any]:
+        found = self.source.stats()
+        stats: dict[str, Any] = await found if inspect.isawaitable(found) else found
+        return stats
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(await self._collect(), indent=1),
+                            content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(text=prometheus_text(await self._collect()))
+        response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+        return response
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket for ``host:port`` (so that the port is
+    known at once, also for port 0)."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = info[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
