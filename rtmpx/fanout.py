@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ._fanout_py import HeaderKey
+
 if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
     from ._fanout_py import (
         DUE,
@@ -43,4 +45,4 @@ else:
     )
 
 __all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate",
-           "GopCache", "Outbox", "Packet", "deliver", "relay"]
+           "GopCache", "HeaderKey", "Outbox", "Packet", "deliver", "relay"]

@@ -368,16 +368,6 @@ class Connection(asyncio.BufferedProtocol):
         elif outbox.state == DUE and self._flusher is not None:
             self._flusher.due(self)
 
-    def send_media(self, type_id: int, data: bytes) -> None:
-        """Queue fan-out bytes (:func:`rtmpx.session.encode_shared`) for the
-        next merged flush: at once without a flusher, or once
-        :data:`MERGE_MAX` bytes (at most an eighth of the players'
-        ``max_queue``) wait.  Anything flushed before takes them
-        along, in order.  (The hub's players get theirs through the
-        compiled fan-out, the same way.)"""
-        if self.outbox.add(data):
-            self._media_due()
-
     def backlog(self) -> int:
         """Bytes written to the transport that the peer has not taken yet
         (what tells a slow reader; merged bytes waiting for their flush

@@ -32,7 +32,16 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..constants import MessageType as MT
-from ..fanout import PACKET_OVERHEAD, Gate, GopCache, Outbox, Packet, deliver, relay
+from ..fanout import (
+    PACKET_OVERHEAD,
+    Gate,
+    GopCache,
+    HeaderKey,
+    Outbox,
+    Packet,
+    deliver,
+    relay,
+)
 from ..media import MAX_HEADERS, HeaderReplay
 from .limits import MemoryBudget
 
@@ -55,10 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rtmpx.server")
-
-#: What a header packet is kept as: ``(kind, track id, header kind)`` (see
-#: :class:`~rtmpx.media.TrackInfo`); the latest packet of each is kept.
-HeaderKey = tuple[str, int, int]
 
 AUDIO, VIDEO, DATA = int(MT.AUDIO), int(MT.VIDEO), int(MT.DATA_AMF0)
 
