@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ._fanout_py import HeaderKey
+from ._fanout_py import Encoder, HeaderKey
 
 if not TYPE_CHECKING and os.environ.get("RTMPX_PUREPYTHON") == "1":
     from ._fanout_py import (
@@ -44,5 +44,5 @@ else:
         relay,
     )
 
-__all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Gate",
-           "GopCache", "HeaderKey", "Outbox", "Packet", "deliver", "relay"]
+__all__ = ["DUE", "FLUSH", "IDLE", "KICK_ERROR", "KICK_QUEUE", "PACKET_OVERHEAD", "Encoder",
+           "Gate", "GopCache", "HeaderKey", "Outbox", "Packet", "deliver", "relay"]

@@ -50,6 +50,8 @@ __all__ = [
     "FLVReader",
     "FLVWriter",
     "Tag",
+    "encode_header",
+    "encode_tag",
     "read_tags",
 ]
 
@@ -65,6 +67,29 @@ _U32: Final = struct.Struct(">I")
 _MAX_DATA_SIZE: Final = 0xFFFFFF
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+def encode_header(*, audio: bool = True, video: bool = True) -> bytes:
+    """The 13 bytes an FLV stream starts with: the header (with the audio
+    and video flags given) and PreviousTagSize0."""
+    return _HEADER.pack(b"FLV", 1, (4 if audio else 0) | (1 if video else 0), 9) + bytes(4)
+
+
+def encode_tag(type_id: int, timestamp: int, payload: Buffer) -> bytes:
+    """One tag and its PreviousTagSize: ``type_id`` 8 (audio), 9 (video) or
+    18 (script data), ``timestamp`` in ms (0 to 2**32 - 1; the high byte
+    goes in TimestampExtended), ``payload`` any buffer of at most 16 MiB - 1.
+    Raises ValueError for values out of those ranges."""
+    if not 0 <= type_id < 32:
+        raise ValueError(f"FLV tag type must be 0-31, not {type_id}")
+    if not 0 <= timestamp <= 0xFFFFFFFF:
+        raise ValueError(f"FLV timestamp must be 0 to 2**32 - 1 ms, not {timestamp}")
+    size = memoryview(payload).nbytes
+    if size > _MAX_DATA_SIZE:
+        raise ValueError(f"FLV tag body of {size} bytes exceeds 16 MiB - 1")
+    return b"".join((_TAG.pack((type_id << 24) | size,
+                               ((timestamp & 0xFFFFFF) << 8) | (timestamp >> 24)),
+                     payload, _U32.pack(11 + size)))
 
 
 def _open(target: PathOrFile, mode: str) -> tuple[IO[bytes], bool]:
@@ -93,8 +118,7 @@ class FLVWriter:
         self.tags_written = 0
         self.bytes_written = 0
         if not append:
-            header = _HEADER.pack(b"FLV", 1, (4 if audio else 0) | (1 if video else 0), 9)
-            self._file.write(header + b"\x00\x00\x00\x00")
+            self._file.write(encode_header(audio=audio, video=video))
             self.bytes_written = 13
         if flush_each_tag:
             self._file.flush()
@@ -105,19 +129,9 @@ class FLVWriter:
         TimestampExtended), ``payload`` any buffer of at most 16 MiB - 1."""
         if self._closed:
             raise ValueError("write to a closed FLVWriter")
-        if not 0 <= type_id < 32:
-            raise ValueError(f"FLV tag type must be 0-31, not {type_id}")
-        if not 0 <= timestamp <= 0xFFFFFFFF:
-            raise ValueError(f"FLV timestamp must be 0 to 2**32 - 1 ms, not {timestamp}")
-        size = memoryview(payload).nbytes
-        if size > _MAX_DATA_SIZE:
-            raise ValueError(f"FLV tag body of {size} bytes exceeds 16 MiB - 1")
-        write = self._file.write
-        write(_TAG.pack((type_id << 24) | size,
-                        ((timestamp & 0xFFFFFF) << 8) | (timestamp >> 24)))
-        write(payload)
-        write(_U32.pack(11 + size))
-        self.bytes_written += 15 + size
+        tag = encode_tag(type_id, timestamp, payload)
+        self._file.write(tag)
+        self.bytes_written += len(tag)
         self.tags_written += 1
         if self._flush:
             self._file.flush()

@@ -20,7 +20,7 @@ import ssl as _ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from ..constants import MessageType as MT
 from ..constants import StatusCode
@@ -53,7 +53,7 @@ from .limits import limit_hit
 from .player import PlayerSink
 
 __all__ = ["CLOSE_TIMEOUT", "HALF_OPEN_GRACE", "MERGE_MAX", "Connection", "ConnectionContext",
-           "RtmpPublisher"]
+           "RtmpPublisher", "Viewer"]
 
 log = logging.getLogger("rtmpx.server")
 
@@ -68,6 +68,25 @@ HALF_OPEN_GRACE = 2.0
 #: Merged media bytes a connection holds at most (and at most an eighth of
 #: ``HubLimits.max_queue``): more are written at once.
 MERGE_MAX = 64 * 1024
+
+
+class Viewer(Protocol):
+    """A peer served over another protocol than RTMP (an HTTP-FLV viewer,
+    :mod:`rtmpx.server.webflv`): counted in the connection limits, checked
+    by the server's timers with the connections."""
+
+    @property
+    def ip(self) -> str:
+        """Its address (what the per-address limit counts)."""
+
+    def check(self, now: float) -> None:
+        """Its timers (about once a second)."""
+
+    def queued_bytes(self) -> int:
+        """Bytes held for it (the memory budget counts them)."""
+
+    def kick(self, reason: str) -> None:
+        """Drop it."""
 
 
 @dataclass(slots=True)
@@ -94,6 +113,9 @@ class ConnectionContext:
     #: merges the players' media writes (None: each message written at once)
     flusher: Flusher | None = None
     connections: set[Connection] = field(default_factory=set)
+    #: the HTTP-FLV and WebSocket-FLV viewers (:mod:`rtmpx.server.webflv`):
+    #: established connections too, for the limits
+    viewers: set[Viewer] = field(default_factory=set)
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
     closing: bool = False   # the server shuts down: no new connections
@@ -128,9 +150,30 @@ class ConnectionContext:
                 self.trim_half_open(ip, now)
 
     def established(self, ip: str | None = None) -> int:
-        """Connections past connect (from ``ip`` only, when given)."""
-        return sum(1 for c in self.connections
-                   if c not in self.half_open and (ip is None or c.ip == ip))
+        """Connections past connect, and viewers (from ``ip`` only, when given)."""
+        return (sum(1 for c in self.connections
+                    if c not in self.half_open and (ip is None or c.ip == ip))
+                + sum(1 for v in self.viewers if ip is None or v.ip == ip))
+
+    @property
+    def merge_max(self) -> int:
+        """Merged media bytes a player's connection holds at most before a
+        flush is due at once: small next to a player's queue bound, so that
+        a flush cannot jump a backlog past the drop rule to the kick (0: no
+        merging, every message written at once)."""
+        return min(MERGE_MAX, self.limits.max_queue // 8) if self.flusher is not None else 0
+
+    def over_limits(self, ip: str) -> tuple[str, str]:
+        """The limit one more established connection from ``ip`` would
+        break, and the reason the peer is told (empty if none)."""
+        if self.established() >= self.max_connections:
+            limit = f"max_connections={self.max_connections}"
+            return limit, f"Server full ({limit})."
+        per_ip = self.max_connections_per_ip
+        if per_ip is not None and self.established(ip) >= per_ip:
+            limit = f"max_connections_per_ip={per_ip}"
+            return limit, f"Too many connections from {ip} ({limit})."
+        return "", ""
 
 
 class RtmpPublisher:
@@ -192,12 +235,8 @@ class Connection(asyncio.BufferedProtocol):
         self._backlogged = False
         self._pacer = Pacer(self._receive, self._paced)
         self._flusher = context.flusher
-        # media for our players (the fan-out appends to the session's output);
-        # merged bytes held at most: small next to a player's queue bound, so
-        # that a flush cannot jump a backlog past the drop rule to the kick
-        merge_max = (min(MERGE_MAX, context.limits.max_queue // 8)
-                     if self._flusher is not None else 0)
-        self.outbox = Outbox(self.session, merge_max, self._media_due)
+        # media for our players (the fan-out appends to the session's output)
+        self.outbox = Outbox(self.session, context.merge_max, self._media_due)
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer}>"
@@ -597,7 +636,7 @@ class Connection(asyncio.BufferedProtocol):
         self.app, self.tc_url, self.connect_params = event.app, event.tc_url, event.params
         self.capabilities = event.capabilities
         if ok:
-            limit, why = self._over_limits()
+            limit, why = self.context.over_limits(self.ip)
             if limit:
                 limit_hit(limit, self.peer, "connect refused")
         if not ok or why:
@@ -616,19 +655,6 @@ class Connection(asyncio.BufferedProtocol):
             return
         for held in later:
             self._event(held)
-
-    def _over_limits(self) -> tuple[str, str]:
-        """The limit an established connection more would break, and the
-        reason the peer is told (empty if none)."""
-        ctx = self.context
-        if ctx.established() >= ctx.max_connections:
-            limit = f"max_connections={ctx.max_connections}"
-            return limit, f"Server full ({limit})."
-        per_ip = ctx.max_connections_per_ip
-        if per_ip is not None and ctx.established(self.ip) >= per_ip:
-            limit = f"max_connections_per_ip={per_ip}"
-            return limit, f"Too many connections from {self.ip} ({limit})."
-        return "", ""
 
     def _request(self, action: str, event: PublishRequest | PlayRequest) -> Request:
         publish_type = event.publish_type if isinstance(event, PublishRequest) else ""

@@ -1,9 +1,12 @@
-"""The server's HTTP side, on aiohttp: stats now, web outputs next to them.
+"""The server's HTTP side, on aiohttp: live streams for web players, and stats.
 
 :class:`HttpServer` serves ``GET /stats`` (JSON; also ``/`` for now) and
 ``GET /metrics`` (Prometheus text) for anything with a ``stats()`` method
 (a :class:`~rtmpx.Server`, or the supervisor of ``rtmpx serve --workers``,
-whose ``stats()`` is async).  ``rtmpx serve --http-port N`` and
+whose ``stats()`` is async); given a server's
+:class:`~rtmpx.server.connection.ConnectionContext`, also its live streams:
+``GET /{app}/{name}.flv``, HTTP-FLV or (with a WebSocket upgrade)
+WebSocket-FLV (:mod:`rtmpx.server.webflv`).  ``rtmpx serve --http-port N`` and
 ``Server(http_port=N)`` start one next to the RTMP listener;
 ``--stats-port`` is the same server under its old name.
 
@@ -19,11 +22,15 @@ import inspect
 import json
 import logging
 import socket
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
 from .stats import HasStats, prometheus_text
+from .webflv import FINISH_TIMEOUT, serve_flv
+
+if TYPE_CHECKING:
+    from .connection import ConnectionContext
 
 __all__ = ["REQUEST_TIMEOUT", "HttpServer"]
 
@@ -36,13 +43,16 @@ REQUEST_TIMEOUT = 10.0
 
 class HttpServer:
     """Serves ``source``'s stats over HTTP on ``host:port`` (0: any free
-    port, see :attr:`port` once started)."""
+    port, see :attr:`port` once started), and the live streams of the
+    server whose connection ``context`` is given."""
 
     def __init__(self, source: HasStats, host: str = "127.0.0.1", port: int = 8080, *,
-                 request_timeout: float = REQUEST_TIMEOUT) -> None:
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 context: ConnectionContext | None = None) -> None:
         if not request_timeout > 0:
             raise ValueError("request_timeout must be positive")
         self.source = source
+        self.context = context
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -59,9 +69,13 @@ class HttpServer:
         app.router.add_get("/", self._stats)
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/metrics", self._metrics)
-        # keepalive_timeout is also how long aiohttp waits for a request's head
+        if self.context is not None:
+            app.router.add_get(r"/{app}/{name:[^/]+}.flv", self._flv)
+        # keepalive_timeout is also how long aiohttp waits for a request's head;
+        # viewers finish within FINISH_TIMEOUT when the server closes
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               keepalive_timeout=self.request_timeout)
+                               keepalive_timeout=self.request_timeout,
+                               shutdown_timeout=FINISH_TIMEOUT + 1)
         await runner.setup()
         try:
             sock = _listening_socket(self.host, self.port)
@@ -94,6 +108,10 @@ class HttpServer:
     async def _stats(self, request: web.Request) -> web.Response:
         return web.Response(text=json.dumps(await self._collect(), indent=1),
                             content_type="application/json")
+
+    async def _flv(self, request: web.Request) -> web.StreamResponse:
+        assert self.context is not None
+        return await serve_flv(self.context, request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         response = web.Response(text=prometheus_text(await self._collect()))

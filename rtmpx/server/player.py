@@ -1,6 +1,9 @@
-"""An RTMP player as a hub subscriber: the slow-player policy.
+"""Players as hub subscribers: the slow-player policy.
 
-A :class:`PlayerSink` sends a channel's packets to one message stream of
+:class:`GateSink` is what every player shares - RTMP players here, HTTP-FLV
+and WebSocket-FLV viewers in :mod:`rtmpx.server.webflv`: a
+:class:`~rtmpx.fanout.Gate` in the compiled fan-out, the slow-player rule,
+counters for the stats.  A :class:`PlayerSink` sends a channel's packets to one message stream of
 one connection, appended to that connection's session output (so that
 every byte to the peer goes out through its session, in order).  The bytes
 of a message are chunked once per (chunk size, stream id) and shared by
@@ -25,22 +28,18 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..fanout import KICK_ERROR, Gate, Outbox
+from ..fanout import KICK_ERROR, Encoder, Gate, Outbox
 from ..session import ServerSession, StreamState, encode_shared
 from .hub import HubLimits, Packet, Publication, fan_out
 from .limits import limit_hit
 
-__all__ = ["PlayerOutput", "PlayerSink", "PlayerStats"]
+__all__ = ["GateSink", "PlayerOutput", "PlayerSink", "PlayerStats", "SinkOutput"]
 
 log = logging.getLogger("rtmpx.server")
 
 
-class PlayerOutput(Protocol):
-    """What a player writes through: its connection."""
-
-    @property
-    def session(self) -> ServerSession:
-        """The connection's session: every byte goes through it."""
+class SinkOutput(Protocol):
+    """What a player writes through: its connection (or HTTP response)."""
 
     @property
     def outbox(self) -> Outbox:
@@ -60,6 +59,14 @@ class PlayerOutput(Protocol):
         """Disconnect the peer."""
 
 
+class PlayerOutput(SinkOutput, Protocol):
+    """What an RTMP player writes through: its connection."""
+
+    @property
+    def session(self) -> ServerSession:
+        """The connection's session: every byte goes through it."""
+
+
 @dataclass(slots=True)
 class PlayerStats:
     """What a player has seen: visible in the server's stats."""
@@ -70,32 +77,36 @@ class PlayerStats:
     disconnected_for_lag: bool = False
 
 
-class PlayerSink:
-    """One player of a channel: a message stream on some connection.
+class GateSink:
+    """One player of a channel, served by the compiled fan-out.
 
-    Its packets are delivered by its :attr:`gate` (the compiled fan-out,
-    :mod:`rtmpx.fanout`), which also keeps its switches and counters.  Set
-    ``joined`` once :meth:`rtmpx.server.hub.Hub.subscribe` returned: a
-    publication that starts after that is announced to the player
-    (StreamBegin, NetStream.Play.PublishNotify)."""
+    Its packets are delivered by its :attr:`gate` (:mod:`rtmpx.fanout`),
+    which also keeps its switches and counters; ``encode`` makes the bytes
+    of a packet for it (``stream_id`` and the output's chunk size say which
+    form: players of the same form share it).  Set ``joined`` once
+    :meth:`rtmpx.server.hub.Hub.subscribe` returned.  Subclasses say what
+    happens when a publication starts or ends (:meth:`publish_started`,
+    :meth:`publish_ended`)."""
 
-    __slots__ = ("_lagged", "gate", "joined", "limits", "output", "peer", "stream_id")
+    __slots__ = ("_lagged", "gate", "joined", "limits", "output", "peer")
 
-    def __init__(self, output: PlayerOutput, stream_id: int, limits: HubLimits, *,
-                 peer: str = "", audio: bool = True, video: bool = True) -> None:
+    #: what the stats call it
+    protocol = "rtmp"
+
+    def __init__(self, output: SinkOutput, stream_id: int, limits: HubLimits, encode: Encoder,
+                 *, peer: str = "", audio: bool = True, video: bool = True) -> None:
         self.output = output
-        self.stream_id = stream_id
         self.limits = limits
         self.peer = peer
         self.joined = False
         self._lagged = False
-        self.gate = gate = Gate(output.outbox, stream_id, limits.max_queue, encode_shared,
+        self.gate = gate = Gate(output.outbox, stream_id, limits.max_queue, encode,
                                 self._gate_kicked)
         gate.audio = audio
         gate.video = video
 
     def __repr__(self) -> str:
-        return f"<PlayerSink {self.peer} stream {self.stream_id}>"
+        return f"<{type(self).__name__} {self.peer}>"
 
     # the player's switches, kept by its gate
 
@@ -153,25 +164,13 @@ class PlayerSink:
 
     # -- the Subscriber contract ---------------------------------------------------
 
-    def _playing(self) -> bool:
-        """Whether the stream still plays (its connection may have ended the
-        play in the same read, before the hub heard of it)."""
-        return not self.closed and \
-            self.output.session.stream_state(self.stream_id) is StreamState.PLAYING
-
     def publish_started(self, publication: Publication, now: float) -> None:
-        if not self._playing():
-            return
-        if self.joined:
-            self.output.session.notify_publish(self.stream_id)
-            self.output.flush()
+        """A publication starts feeding the channel (at once, for a player
+        that joins a live channel)."""
         self.restart()
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
-        if not self._playing():
-            return
-        self.output.session.notify_unpublish(self.stream_id)
-        self.output.flush()
+        """The publication ended."""
         self.restart()
 
     def packet(self, packet: Packet, now: float) -> None:
@@ -226,3 +225,43 @@ class PlayerSink:
         self.gate.paused = paused
         if not paused:
             self.restart()
+
+
+class PlayerSink(GateSink):
+    """One RTMP player of a channel: message stream ``stream_id`` of a
+    connection.  A publication that starts after it joined is announced to
+    it (StreamBegin, NetStream.Play.PublishNotify), one that ends too."""
+
+    __slots__ = ("stream_id",)
+
+    output: PlayerOutput
+
+    def __init__(self, output: PlayerOutput, stream_id: int, limits: HubLimits, *,
+                 peer: str = "", audio: bool = True, video: bool = True) -> None:
+        super().__init__(output, stream_id, limits, encode_shared, peer=peer, audio=audio,
+                         video=video)
+        self.stream_id = stream_id
+
+    def __repr__(self) -> str:
+        return f"<PlayerSink {self.peer} stream {self.stream_id}>"
+
+    def _playing(self) -> bool:
+        """Whether the stream still plays (its connection may have ended the
+        play in the same read, before the hub heard of it)."""
+        return not self.closed and \
+            self.output.session.stream_state(self.stream_id) is StreamState.PLAYING
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        if not self._playing():
+            return
+        if self.joined:
+            self.output.session.notify_publish(self.stream_id)
+            self.output.flush()
+        self.restart()
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        if not self._playing():
+            return
+        self.output.session.notify_unpublish(self.stream_id)
+        self.output.flush()
+        self.restart()

@@ -182,7 +182,8 @@ class Server:
 
     ``http_port``: an HTTP server on ``host:http_port`` (0: a free port)
     starts and stops with this one (:attr:`http`, a
-    :class:`~rtmpx.server.http.HttpServer`): ``/stats`` (JSON) and
+    :class:`~rtmpx.server.http.HttpServer`): the live streams as HTTP-FLV
+    and WebSocket-FLV (``/{app}/{name}.flv``), ``/stats`` (JSON) and
     ``/metrics`` (Prometheus).
 
     ``flush_interval``: players' media is written in merged batches, one
@@ -311,7 +312,7 @@ class Server:
         if self.http_port is not None:
             from .http import HttpServer  # aiohttp, only for a server that serves HTTP
 
-            http = HttpServer(self, self.host, self.http_port)
+            http = HttpServer(self, self.host, self.http_port, context=self.context)
             try:
                 await http.start()
             except BaseException:
@@ -449,6 +450,12 @@ class Server:
                 except Exception:  # a bug must not stop the timers of everyone
                     log.exception("%s: error in its timers", conn.peer)
                     conn.abort()
+            for viewer in list(self.context.viewers):
+                try:
+                    viewer.check(now)
+                except Exception:
+                    log.exception("%r: error in its timers", viewer)
+                    viewer.kick("internal error")
 
     def _check_memory(self) -> None:
         """Sample what the queues hold; over the budget, drop the GOP caches."""
@@ -457,6 +464,8 @@ class Server:
         for context in self._contexts():
             for conn in context.connections:
                 queues += conn.queued_bytes() + conn.session.buffered_bytes
+            for viewer in context.viewers:
+                queues += viewer.queued_bytes()
         for channel in self.hub.channels.values():
             if channel.publication is not None:
                 for follower in channel.publication.followers:
@@ -495,4 +504,4 @@ class Server:
     def stats(self) -> dict[str, Any]:
         """Streams, publishers, players, bytes in/out, drops and lag, as a dict."""
         uptime = time.monotonic() - self.started_at if self.started_at else 0.0
-        return collect(self.hub, self.connections, uptime)
+        return collect(self.hub, self.connections, uptime, viewers=len(self.context.viewers))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .connection import Connection
 from .hub import Hub
-from .player import PlayerSink
+from .player import GateSink
 
 __all__ = ["HasStats", "collect", "jsonable", "prometheus_text"]
 
@@ -56,8 +56,10 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     return type(value).__name__
 
 
-def collect(hub: Hub, connections: Iterable[Connection], uptime: float) -> dict[str, Any]:
-    """Streams, publishers, players, bytes in/out, drops and lag, as a dict."""
+def collect(hub: Hub, connections: Iterable[Connection], uptime: float, *,
+            viewers: int = 0) -> dict[str, Any]:
+    """Streams, publishers, players, bytes in/out, drops and lag, as a dict;
+    ``viewers`` (HTTP-FLV and WebSocket-FLV) count as connections."""
     now = time.monotonic()
     streams = []
     bytes_in = bytes_out = drops = 0
@@ -65,10 +67,10 @@ def collect(hub: Hub, connections: Iterable[Connection], uptime: float) -> dict[
     for key, channel in sorted(hub.channels.items()):
         players = []
         for player in channel.players:
-            if not isinstance(player, PlayerSink):
+            if not isinstance(player, GateSink):
                 continue
             players.append({
-                "peer": player.peer, "bytes": player.stats.bytes_sent,
+                "peer": player.peer, "protocol": player.protocol, "bytes": player.stats.bytes_sent,
                 "messages": player.stats.messages_sent, "dropped": player.stats.dropped,
                 "queued_bytes": player.queued_bytes, "behind_seconds": player.behind_seconds(now),
             })
@@ -86,7 +88,7 @@ def collect(hub: Hub, connections: Iterable[Connection], uptime: float) -> dict[
                         "metadata": jsonable(channel.metadata)})
     return {
         "uptime": uptime,
-        "connections": len(conns),
+        "connections": len(conns) + viewers,
         "streams": streams,
         "publishers": sum(1 for s in streams if s["live"]),
         "players": sum(len(s["players"]) for s in streams),

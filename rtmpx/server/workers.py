@@ -61,7 +61,7 @@ from .connection import Connection, ConnectionContext
 from .control import MAX_LINE, ControlChannel, Message
 from .hooks import Hooks, Request, TaskSet
 from .hub import Channel, Hub, Publication, Publisher, StreamKey, Subscriber
-from .player import PlayerSink
+from .player import GateSink, PlayerSink
 from .relay import Puller
 from .server import Server
 
@@ -461,10 +461,10 @@ class Worker:
         truncated = False
         players_left = MAX_STATS_PLAYERS
         streams: list[dict[str, Any]] = []
-        # collect() lists the hub's channels sorted, and each one's PlayerSinks in order
+        # collect() lists the hub's channels sorted, and each one's GateSinks in order
         channels = [channel for _, channel in sorted(server.hub.channels.items())]
         for stream, channel in zip(stats["streams"], channels, strict=True):
-            sinks = [p for p in channel.players if isinstance(p, PlayerSink)]
+            sinks = [p for p in channel.players if isinstance(p, GateSink)]
             players = [dict(entry, worker=self.index)
                        for entry, sink in zip(stream["players"], sinks, strict=True)
                        if not self._internal(sink)]

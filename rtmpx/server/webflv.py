@@ -1,0 +1,352 @@
+"""HTTP-FLV and WebSocket-FLV viewers: a live stream as one FLV byte stream.
+
+``GET /{app}/{name}.flv`` answers with a chunked ``video/x-flv`` body: the
+FLV header, the stream's metadata and sequence headers, the media since its
+latest keyframe (the channel's GOP cache), then live media, until the
+publication ends (the body ends cleanly) or the viewer goes.  The same path
+with a WebSocket upgrade sends the same bytes as binary messages
+(WebSocket-FLV, what mpegts.js and flv.js play).  Tag bodies are the RTMP
+payloads as they came, so HEVC, AV1, VP9 and Opus go out as Enhanced FLV.
+
+A viewer is a player like an RTMP one (:class:`~rtmpx.server.player.GateSink`):
+it is served by the compiled fan-out (an FLV tag is made once per packet and
+shared by every viewer), its media is merged and written at the flusher's
+ticks, and the same slow-player rule bounds it: past ``max_queue`` bytes
+queued it loses video until the next keyframe, past twice that (or behind
+for longer than ``max_lag``, or not taking what was written for
+``idle_timeout``) it is disconnected.  Its queue is what the HTTP
+connection's transport holds plus what waits for the writer.  Viewers count
+against ``max_connections`` and ``max_connections_per_ip``, are asked about
+by ``on_play`` (the query string is the request's), and show in the stats.
+
+An unknown stream (nothing publishes it) is a 404 at once; a server at its
+connection limits answers 503, a play refused by ``on_play`` 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSMsgType, web
+
+from ..fanout import DUE, FLUSH, Outbox
+from ..flv import encode_header, encode_tag
+from ..session.base import MAX_NAME
+from .connection import ConnectionContext
+from .hooks import Request
+from .hub import Channel, HubLimits, Publication, StreamKey
+from .limits import limit_hit
+from .player import GateSink
+
+__all__ = ["FINISH_TIMEOUT", "FlvStream", "FlvViewer", "serve_flv"]
+
+log = logging.getLogger("rtmpx.http")
+
+#: Seconds a viewer whose stream ended may take to receive its last bytes.
+FINISH_TIMEOUT = 5.0
+#: Bytes of one message a WebSocket-FLV viewer may send us (it has nothing
+#: to say: anything but control frames is ignored).
+MAX_WS_MESSAGE = 4096
+
+_AUDIO, _VIDEO = 8, 9
+
+
+def _encode(type_id: int, timestamp: int, payload: bytes, stream_id: int,
+            chunk_size: int) -> bytes:
+    """The fan-out's encoder for FLV viewers: one tag (a form shared by all
+    of them: chunk size 0 and stream id 0, which no RTMP player has)."""
+    return encode_tag(type_id, timestamp, payload)
+
+
+class FlvViewer(GateSink):
+    """One HTTP-FLV or WebSocket-FLV viewer of a channel."""
+
+    __slots__ = ("protocol",)
+
+    output: FlvStream
+
+    def __init__(self, output: FlvStream, limits: HubLimits, *, peer: str,
+                 protocol: str) -> None:
+        super().__init__(output, 0, limits, _encode, peer=peer)
+        self.protocol = protocol
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        """The stream ended: so does the FLV body (what the viewer was owed
+        is written first)."""
+        self.output.finish()
+
+
+class FlvStream:
+    """The bytes owed to one viewer, and the task that writes them.
+
+    The fan-out appends FLV tags to :attr:`output` (this object is the
+    :class:`~rtmpx.fanout.Outbox`'s session, with chunk size 0); a flush
+    (at once past ``merge_max``, else at the flusher's next tick) hands them
+    to :meth:`run`, which writes them with ``send`` (the aiohttp response's
+    or WebSocket's write: it writes at once, and waits only while the
+    transport holds more than its high-water mark).  While it waits, what
+    piles up is measured at each flush, so that the slow-player rule sees
+    it."""
+
+    #: the Outbox's session protocol: no chunking (see :func:`_encode`)
+    chunk_size = 0
+
+    def __init__(self, context: ConnectionContext, peer: str, ip: str,
+                 transport: asyncio.Transport) -> None:
+        self.context = context
+        self.peer = peer
+        self.ip = ip
+        self.transport = transport
+        self.output: list[bytes] = []
+        self.outbox = Outbox(self, context.merge_max, self._media_due)
+        self.outbox.transport = self  # backlog(): ours plus the transport's
+        #: the viewer, once it plays (its lag is checked with the timers)
+        self.sink: GateSink | None = None
+        self.closed = False     # aborted (kicked, or the peer went)
+        self.finished = False   # the stream ended: write what is owed, then end
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._writing_since = -1.0   # when the write under way began waiting (-1: none)
+
+    def __repr__(self) -> str:
+        return f"<FlvStream {self.peer}>"
+
+    # -- the Outbox's transport and the SinkOutput contract -----------------------------
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes owed to the peer and not taken yet: what the writer holds
+        and what the transport does."""
+        return self._pending_bytes + self.transport.get_write_buffer_size()
+
+    def backlog(self) -> int:
+        return self.get_write_buffer_size()
+
+    def queued_bytes(self) -> int:
+        return self.outbox.merged + self.backlog()
+
+    def flush(self) -> None:
+        """Hand what the fan-out queued to the writer."""
+        outbox = self.outbox
+        if not outbox.queue:
+            if outbox.state:
+                outbox.flushed()
+            return
+        chunks = outbox.take()
+        if self.closed:
+            return
+        data = b"".join(chunks)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._wake.set()
+        if self._writing_since >= 0:  # the writer waits for the peer: measure the pile
+            ctx = self.context
+            if outbox.measure() > ctx.max_write_buffer:
+                limit_hit(f"max_write_buffer={ctx.max_write_buffer}", self.peer,
+                          "does not read: disconnected")
+                self.kick("does not read")
+
+    def _media_due(self) -> None:
+        outbox = self.outbox
+        if outbox.state == FLUSH:
+            self.flush()
+        elif outbox.state == DUE and self.context.flusher is not None:
+            self.context.flusher.due(self)
+
+    def kick(self, reason: str) -> None:
+        """Drop the viewer at once."""
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+            self._wake.set()
+
+    def gone(self) -> None:
+        """The peer closed its end: stop writing."""
+        self.closed = True
+        self._wake.set()
+
+    def finish(self) -> None:
+        """The stream ended: write what is owed, then end the body."""
+        self.flush()
+        self.finished = True
+        self._wake.set()
+
+    def check(self, now: float) -> None:
+        """The viewer's timers (about once a second): a peer that went, or
+        that has not taken what it was sent for ``idle_timeout`` seconds."""
+        if self.closed:
+            return
+        if self.transport.is_closing():
+            self.gone()
+            return
+        idle = self.context.idle_timeout
+        if self._writing_since >= 0 and now - self._writing_since > idle:
+            limit_hit(f"idle_timeout={idle:g}", self.peer, "has not read what we sent")
+            self.kick("idle")
+            return
+        self.outbox.measure()
+        if self.sink is not None:
+            self.sink.check_lag(now)
+
+    async def run(self, send: Callable[[bytes], Awaitable[None]]) -> bool:
+        """Write what is owed until the stream ends (True) or the viewer is
+        dropped or goes (False)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending and not self.closed:
+                data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                self._pending.clear()
+                self._pending_bytes = 0  # the transport holds them from the first step on
+                self._writing_since = time.monotonic()
+                try:
+                    await send(data)
+                except (ConnectionError, RuntimeError):  # the peer went (aiohttp's kinds)
+                    self.closed = True
+                finally:
+                    self._writing_since = -1.0
+                self.outbox.measure()
+            if self.closed:
+                return False
+            if self.finished:
+                return True
+
+
+def _stream_key(request: web.Request) -> StreamKey | None:
+    """The stream of ``/{app}/{name}.flv``, or None for a name no publisher
+    could have."""
+    app = request.match_info.get("app", "")
+    name = request.match_info.get("name", "")
+    if not app or not name or len(app) > MAX_NAME or len(name) > MAX_NAME:
+        return None
+    return StreamKey(app, name)
+
+
+def _peer_of(request: web.Request) -> tuple[str, str]:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}", str(peer[0])
+    return str(peer), str(peer)
+
+
+def _flags(channel: Channel) -> tuple[bool, bool]:
+    """The FLV header's audio and video flags: what the stream carries, as
+    far as its metadata and sequence headers tell (both when neither does)."""
+    metadata = channel.metadata or {}
+    audio = "audiocodecid" in metadata
+    video = "videocodecid" in metadata
+    for packet in channel.startup():
+        if packet.header:
+            audio = audio or packet.type_id == _AUDIO
+            video = video or packet.type_id == _VIDEO
+    return (audio, video) if audio or video else (True, True)
+
+
+def _refuse(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text + "\n")
+
+
+async def serve_flv(context: ConnectionContext, request: web.Request) -> web.StreamResponse:
+    """Answer ``GET /{app}/{name}.flv`` (HTTP-FLV, or WebSocket-FLV when
+    the request asks for an upgrade)."""
+    key = _stream_key(request)
+    hub = context.hub
+    channel = hub.get(key) if key is not None else None
+    if key is None or channel is None or not channel.live:
+        return _refuse(404, "no such stream")
+    if context.closing:
+        return _refuse(503, "shutting down")
+    peer, ip = _peer_of(request)
+    limit, why = context.over_limits(ip)
+    if limit:
+        limit_hit(limit, peer, "viewer refused")
+        return _refuse(503, why)
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    protocol = "ws-flv" if websocket else "http-flv"
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return _refuse(400, "gone")
+    hook = Request("play", key.app, key.name, request.query_string, peer,
+                   f"{request.scheme}://{request.host}/{key.app}")
+    stream = FlvStream(context, peer, ip, transport)
+    context.viewers.add(stream)  # counted from now on, the on_play decision included
+    try:
+        try:
+            async with asyncio.timeout(context.connect_timeout):
+                ok, why = await context.hooks.ask("on_play", hook)
+        except TimeoutError:
+            ok, why = False, "on_play took too long"
+        if not ok:
+            log.info("%s: %s play %s rejected: %s", peer, protocol, key, why)
+            return _refuse(403, why or "play rejected")
+        channel = hub.get(key)
+        if channel is None or not channel.live:
+            return _refuse(404, "no such stream")
+        if request.method == "HEAD":
+            return web.Response(content_type="video/x-flv")
+        return await _play(context, request, key, channel, stream, protocol)
+    finally:
+        context.viewers.discard(stream)
+
+
+async def _play(context: ConnectionContext, request: web.Request, key: StreamKey,
+                channel: Channel, stream: FlvStream, protocol: str) -> web.StreamResponse:
+    transport = stream.transport
+    peer = stream.peer
+    websocket = protocol == "ws-flv"
+    response: web.StreamResponse
+    send: Callable[[bytes], Awaitable[None]]
+    if websocket:
+        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, autoping=True, compress=False)
+        await ws.prepare(request)
+        response, send = ws, ws.send_bytes
+    else:
+        http = web.StreamResponse(headers={
+            "Content-Type": "video/x-flv", "Cache-Control": "no-cache, no-store",
+            "Access-Control-Allow-Origin": "*"})
+        http.enable_chunked_encoding()
+        await http.prepare(request)
+        response, send = http, http.write
+    viewer = stream.sink = FlvViewer(stream, context.limits, peer=peer, protocol=protocol)
+    audio, video = _flags(channel)
+    stream.output.append(encode_header(audio=audio, video=video))
+    reader = asyncio.ensure_future(_drain_input(response, stream)) if websocket else None
+    channel = context.hub.subscribe(key, viewer, time.monotonic())
+    viewer.joined = True
+    stream.flush()
+    log.info("%s plays %s over %s", peer, key, protocol)
+    try:
+        completed = await stream.run(send)
+    finally:
+        viewer.closed = True
+        context.hub.unsubscribe(channel, viewer)
+        if reader is not None:
+            reader.cancel()
+    if completed:
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            async with asyncio.timeout(FINISH_TIMEOUT):
+                if isinstance(response, web.WebSocketResponse):
+                    await response.close()
+                else:
+                    await response.write_eof()
+    elif not transport.is_closing():
+        transport.abort()
+    log.info("%s stopped playing %s over %s%s", peer, key, protocol,
+             "" if completed else " (disconnected)")
+    return response
+
+
+async def _drain_input(ws: web.StreamResponse, stream: FlvStream) -> None:
+    """Read a WebSocket viewer's messages (answering pings; a close ends the
+    viewer): it has nothing else to say."""
+    assert isinstance(ws, web.WebSocketResponse)
+    while True:
+        msg = await ws.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                        WSMsgType.ERROR):
+            stream.gone()  # aiohttp answered the close
+            return
