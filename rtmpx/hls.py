@@ -112,7 +112,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from . import fmp4
 from .errors import InvalidStateError, ProtocolError
@@ -125,6 +125,7 @@ __all__ = [
     "Availability",
     "HLSConfig",
     "Packager",
+    "PartInfo",
 ]
 
 #: ``EXT-X-VERSION``: EXT-X-MAP in a playlist without I-frames needs 6; no
@@ -140,7 +141,19 @@ _VIDEO: Final = "video"
 _AUDIO: Final = "audio"
 _EPS: Final = 1e-6
 _DEFAULT_VIDEO_MS: Final = 40  # duration of a last/lone video sample with nothing better known
-_ADVANCE_PARTS: Final = 3  # the Advance Part Limit: 3 part targets
+
+
+class PartInfo(NamedTuple):
+    """One part kept by a :class:`Packager` (:meth:`Packager.parts`): its
+    segment's media sequence number, its number there, the init segment it
+    needs (:meth:`Packager.init`), whether it starts with a keyframe, and
+    its bytes (one ``moof`` + ``mdat``)."""
+
+    msn: int
+    part: int
+    init: int
+    independent: bool
+    data: bytes
 
 
 class Availability(enum.Enum):
@@ -734,13 +747,19 @@ class Packager:
             return None
         return seg.parts[part].data
 
+    def parts(self) -> list[PartInfo]:
+        """Every part kept (of complete segments and the one in progress),
+        oldest first: what a live fMP4 stream sends in order."""
+        return [PartInfo(seg.msn, n, seg.init, p.independent, p.data)
+                for seg in self._all_segments() for n, p in enumerate(seg.parts)]
+
     def playlist_ready(self, msn: int, part: int | None = None) -> Availability:
         """Can a playlist request with ``_HLS_msn=msn`` (and ``_HLS_part=part``)
         be answered (RFC 8216bis 6.2.5.2)?  READY once the playlist has
         segment ``msn`` complete, or part ``part`` of it (or anything later),
         or the stream ended; INVALID (400) for a segment more than two
         ahead of the last complete one or a part more than the Advance Part
-        Limit (3 parts) ahead of the last part; else WAIT."""
+        Limit (3 s of parts, at least 3) ahead of the last part; else WAIT."""
         if msn < 0 or (part is not None and part < 0):
             return Availability.INVALID
         if self._ended:
@@ -763,7 +782,11 @@ class Packager:
             # it may end at any keyframe, and a false 400 is worse than a wait
             next_msn = cur.msn + 1 if cur is not None else self._next_msn
             ahead = part + 1 + per_segment * max(0, msn - next_msn)
-        return Availability.INVALID if ahead > _ADVANCE_PARTS else Availability.WAIT
+        # the Advance Part Limit (RFC 8216bis 6.2.5.2): three seconds' worth
+        # of parts for parts under a second, else three
+        target = self.config.part_target
+        limit = math.floor(3 / target + _EPS) if target < 1 else 3
+        return Availability.INVALID if ahead > limit else Availability.WAIT
 
     def media_ready(self, msn: int, part: int | None = None) -> Availability:
         """Can ``segment(msn)`` / ``part(msn, part)`` be served?  READY if it

@@ -291,10 +291,11 @@ def test_blocking_reload_predicate() -> None:
     assert p.playlist_ready(2) is WAIT
     assert p.playlist_ready(2, 0) is READY
     assert p.playlist_ready(2, 1) is WAIT  # the hinted part
-    assert p.playlist_ready(2, 3) is WAIT
-    assert p.playlist_ready(2, 4) is INVALID  # beyond the Advance Part Limit
+    # the Advance Part Limit: 3 s of 0.2 s parts, 15 past the last one (2.0)
+    assert p.playlist_ready(2, 15) is WAIT
+    assert p.playlist_ready(2, 16) is INVALID
     assert p.playlist_ready(3) is WAIT and p.playlist_ready(3, 0) is WAIT
-    assert p.playlist_ready(3, 2) is WAIT and p.playlist_ready(3, 3) is INVALID
+    assert p.playlist_ready(3, 14) is WAIT and p.playlist_ready(3, 15) is INVALID
     assert p.playlist_ready(4) is INVALID  # more than 2 past the last segment
     assert p.playlist_ready(-1) is INVALID and p.playlist_ready(0, -1) is INVALID
     assert p.media_ready(1) is READY and p.media_ready(2) is WAIT

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from .stats import HasStats, prometheus_text
 from .webflv import FINISH_TIMEOUT, serve_flv
+from .webhls import HlsOutputs
 
 if TYPE_CHECKING:
     from .connection import ConnectionContext
@@ -53,6 +54,8 @@ class HttpServer:
             raise ValueError("request_timeout must be positive")
         self.source = source
         self.context = context
+        #: the streams' LL-HLS packagers (with a ``context``)
+        self.hls = HlsOutputs(context) if context is not None else None
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -69,8 +72,11 @@ class HttpServer:
         app.router.add_get("/", self._stats)
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/metrics", self._metrics)
-        if self.context is not None:
+        if self.context is not None and self.hls is not None:
             app.router.add_get(r"/{app}/{name:[^/]+}.flv", self._flv)
+            app.router.add_get(r"/{app}/{name:[^/]+}.m3u8", self.hls.playlist)
+            app.router.add_get(r"/{app}/{name:[^/]+}.mp4", self.hls.stream)
+            app.router.add_get(r"/{app}/{name}/{file}", self.hls.media)
         # keepalive_timeout is also how long aiohttp waits for a request's head;
         # viewers finish within FINISH_TIMEOUT when the server closes
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -87,8 +93,15 @@ class HttpServer:
         self._runner = runner
         log.info("HTTP on http://%s:%d (/stats, /metrics)", self.host, self.port)
 
+    def queued_bytes(self) -> int:
+        """Bytes held for viewers outside their connections (the LL-HLS
+        packagers)."""
+        return self.hls.queued_bytes() if self.hls is not None else 0
+
     async def close(self) -> None:
         """Stop listening and close every HTTP connection."""
+        if self.hls is not None:
+            self.hls.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -466,6 +466,8 @@ class Server:
                 queues += conn.queued_bytes() + conn.session.buffered_bytes
             for viewer in context.viewers:
                 queues += viewer.queued_bytes()
+        if self.http is not None:
+            queues += self.http.queued_bytes()
         for channel in self.hub.channels.values():
             if channel.publication is not None:
                 for follower in channel.publication.followers:

@@ -35,12 +35,11 @@ from aiohttp import WSMsgType, web
 
 from ..fanout import DUE, FLUSH, Outbox
 from ..flv import encode_header, encode_tag
-from ..session.base import MAX_NAME
 from .connection import ConnectionContext
-from .hooks import Request
 from .hub import Channel, HubLimits, Publication, StreamKey
 from .limits import limit_hit
 from .player import GateSink
+from .webbase import CORS, admit, allowed, live, peer_of, refuse, stream_key
 
 __all__ = ["FINISH_TIMEOUT", "FlvStream", "FlvViewer", "serve_flv"]
 
@@ -216,23 +215,6 @@ class FlvStream:
                 return True
 
 
-def _stream_key(request: web.Request) -> StreamKey | None:
-    """The stream of ``/{app}/{name}.flv``, or None for a name no publisher
-    could have."""
-    app = request.match_info.get("app", "")
-    name = request.match_info.get("name", "")
-    if not app or not name or len(app) > MAX_NAME or len(name) > MAX_NAME:
-        return None
-    return StreamKey(app, name)
-
-
-def _peer_of(request: web.Request) -> tuple[str, str]:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    if isinstance(peer, tuple):
-        return f"{peer[0]}:{peer[1]}", str(peer[0])
-    return str(peer), str(peer)
-
-
 def _flags(channel: Channel) -> tuple[bool, bool]:
     """The FLV header's audio and video flags: what the stream carries, as
     far as its metadata and sequence headers tell (both when neither does)."""
@@ -246,48 +228,33 @@ def _flags(channel: Channel) -> tuple[bool, bool]:
     return (audio, video) if audio or video else (True, True)
 
 
-def _refuse(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n")
-
-
 async def serve_flv(context: ConnectionContext, request: web.Request) -> web.StreamResponse:
     """Answer ``GET /{app}/{name}.flv`` (HTTP-FLV, or WebSocket-FLV when
     the request asks for an upgrade)."""
-    key = _stream_key(request)
-    hub = context.hub
-    channel = hub.get(key) if key is not None else None
-    if key is None or channel is None or not channel.live:
-        return _refuse(404, "no such stream")
-    if context.closing:
-        return _refuse(503, "shutting down")
-    peer, ip = _peer_of(request)
-    limit, why = context.over_limits(ip)
-    if limit:
-        limit_hit(limit, peer, "viewer refused")
-        return _refuse(503, why)
-    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-    protocol = "ws-flv" if websocket else "http-flv"
+    key = stream_key(request)
+    if key is None or not live(context, key):
+        return refuse(404, "no such stream")
+    refused = admit(context, request)
+    if refused is not None:
+        return refused
     transport = request.transport
     if transport is None or transport.is_closing():
-        return _refuse(400, "gone")
-    hook = Request("play", key.app, key.name, request.query_string, peer,
-                   f"{request.scheme}://{request.host}/{key.app}")
+        return refuse(400, "gone")
+    peer, ip = peer_of(request)
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    protocol = "ws-flv" if websocket else "http-flv"
     stream = FlvStream(context, peer, ip, transport)
     context.viewers.add(stream)  # counted from now on, the on_play decision included
     try:
-        try:
-            async with asyncio.timeout(context.connect_timeout):
-                ok, why = await context.hooks.ask("on_play", hook)
-        except TimeoutError:
-            ok, why = False, "on_play took too long"
-        if not ok:
-            log.info("%s: %s play %s rejected: %s", peer, protocol, key, why)
-            return _refuse(403, why or "play rejected")
-        channel = hub.get(key)
+        refused = await allowed(context, request, key)
+        if refused is not None:
+            log.info("%s: %s play %s rejected", peer, protocol, key)
+            return refused
+        channel = context.hub.get(key)
         if channel is None or not channel.live:
-            return _refuse(404, "no such stream")
+            return refuse(404, "no such stream")
         if request.method == "HEAD":
-            return web.Response(content_type="video/x-flv")
+            return web.Response(content_type="video/x-flv", headers=CORS)
         return await _play(context, request, key, channel, stream, protocol)
     finally:
         context.viewers.discard(stream)
@@ -307,7 +274,7 @@ async def _play(context: ConnectionContext, request: web.Request, key: StreamKey
     else:
         http = web.StreamResponse(headers={
             "Content-Type": "video/x-flv", "Cache-Control": "no-cache, no-store",
-            "Access-Control-Allow-Origin": "*"})
+            **CORS})
         http.enable_chunked_encoding()
         await http.prepare(request)
         response, send = http, http.write

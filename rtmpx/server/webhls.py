@@ -1,0 +1,398 @@
+"""Low-Latency HLS and a live fMP4 stream, served from one packager per stream.
+
+* ``GET /{app}/{name}.m3u8``: the LL-HLS media playlist
+  (:mod:`rtmpx.hls`); with ``_HLS_msn`` (and ``_HLS_part``) a blocking
+  reload, answered once the playlist has that segment (or part), 400 for
+  one too far ahead, 503 if it does not come within three target
+  durations.  A plain request is answered once the playlist has a complete
+  segment (what players without LL-HLS need), within the same deadline.
+* ``GET /{app}/{name}/init.mp4`` (``init-N.mp4``), ``/{app}/{name}/{msn}.m4s``,
+  ``/{app}/{name}/{msn}.{part}.m4s``: the init segment, a segment, a part;
+  a request for the part named by the playlist's preload hint waits for it.
+* ``GET /{app}/{name}.mp4``: the same fragments as one live fMP4 stream
+  (WebSocket: a text message with the MIME type and codecs, the init
+  segment, then one binary message per part; plain HTTP: a chunked body),
+  from the latest part that starts with a keyframe: what the dashboard's
+  preview plays through Media Source Extensions.
+
+The first request for a stream starts its packager (:class:`HlsOutput`, a
+hub subscriber fed the channel's metadata, headers and GOP cache first, so
+that the first segment starts at once); one without requests for
+:data:`IDLE_SECONDS` is stopped.  Packagers are bounded by
+:class:`~rtmpx.hls.HLSConfig` (their bytes count in the server's memory
+budget); requests that wait, and fMP4 streams, count against the
+connection limits while they last.  An unknown stream is a 404 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..hls import Availability, HLSConfig, Packager
+from .connection import ConnectionContext
+from .hub import Channel, Packet, Publication, StreamKey
+from .webbase import CORS, admit, allowed, live, peer_of, refuse, stream_key
+from .webflv import FINISH_TIMEOUT
+
+__all__ = ["IDLE_SECONDS", "HlsOutput", "HlsOutputs"]
+
+log = logging.getLogger("rtmpx.http")
+
+#: Seconds without a request after which a stream's packager stops.
+IDLE_SECONDS = 30.0
+#: Parts a live fMP4 viewer may fall behind before it skips to the newest
+#: keyframe.
+MAX_PARTS_BEHIND = 8
+
+_MEDIA = re.compile(r"(?:init(?:-(\d{1,9}))?\.mp4|(\d{1,12})\.m4s|(\d{1,12})\.(\d{1,6})\.m4s)")
+
+
+class HlsOutput:
+    """One stream's packager, as a subscriber of its channel: a new
+    :class:`~rtmpx.hls.Packager` for each publication; waiters are woken
+    on every change of the playlist."""
+
+    def __init__(self, key: StreamKey, config: HLSConfig) -> None:
+        self.key = key
+        self.config = config
+        self.packager: Packager | None = None
+        self.last_request = time.monotonic()
+        self._changed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<HlsOutput {self.key}>"
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, timeout: float) -> None:
+        """Wait (``timeout`` seconds at most) for the next change."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # -- the Subscriber contract ----------------------------------------------------
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        if self.packager is not None and not self.packager.ended:
+            self.packager.end()
+        self.packager = Packager(self.config)
+        self._wake()
+
+    def packet(self, packet: Packet, now: float) -> None:
+        packager = self.packager
+        if packager is None or packager.ended:
+            return
+        before = packager.version
+        packager.feed(packet.type_id, packet.timestamp, packet.payload)
+        if packager.version != before:
+            self._wake()
+
+    def publish_ended(self, publication: Publication, reason: str) -> None:
+        if self.packager is not None and not self.packager.ended:
+            self.packager.end()
+            self._wake()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes the packager holds (the memory budget counts them)."""
+        return self.packager.held_bytes if self.packager is not None else 0
+
+    def stop(self) -> None:
+        """No more media comes (the output is dropped): waiters are answered."""
+        if self.packager is not None and not self.packager.ended:
+            self.packager.end()
+        self._wake()
+
+
+class _Waiter:
+    """A request that waits (or a live fMP4 stream), as a viewer of the
+    connection limits."""
+
+    __slots__ = ("ip", "task")
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        self.task = asyncio.current_task()
+
+    def check(self, now: float) -> None:
+        pass
+
+    def queued_bytes(self) -> int:
+        return 0
+
+    def kick(self, reason: str) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class HlsOutputs:
+    """The packagers of a server's streams, started on demand, and the
+    request handlers that serve them."""
+
+    def __init__(self, context: ConnectionContext, config: HLSConfig | None = None) -> None:
+        self.context = context
+        self.config = config or HLSConfig()
+        self.outputs: dict[StreamKey, tuple[HlsOutput, Channel]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def queued_bytes(self) -> int:
+        """Bytes every packager holds."""
+        return sum(output.queued_bytes for output, _ in self.outputs.values())
+
+    def close(self) -> None:
+        """Stop every packager."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for key in list(self.outputs):
+            self._drop(key)
+
+    def _drop(self, key: StreamKey) -> None:
+        output, channel = self.outputs.pop(key)
+        output.stop()
+        self.context.hub.unsubscribe(channel, output)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SECONDS / 3)
+            now = time.monotonic()
+            for key, (output, _) in list(self.outputs.items()):
+                if now - output.last_request > IDLE_SECONDS:
+                    log.info("HLS of %s stopped: no requests for %g s", key, IDLE_SECONDS)
+                    self._drop(key)
+
+    def output(self, key: StreamKey, *, start: bool) -> HlsOutput | None:
+        """The packager of ``key`` (started, if ``start`` and it is live)."""
+        found = self.outputs.get(key)
+        if found is not None:
+            found[0].last_request = time.monotonic()
+            return found[0]
+        channel = self.context.hub.get(key)
+        if not start or channel is None or not channel.live:
+            return None
+        # the playlist is /app/name.m3u8: its media are under /app/name/
+        prefix = quote(key.name, safe="") + "/"
+        output = HlsOutput(key, dataclasses.replace(self.config, prefix=prefix))
+        self.outputs[key] = (output, channel)
+        self.context.hub.subscribe(key, output, time.monotonic())
+        if self._reaper is None:
+            self._reaper = asyncio.ensure_future(self._reap())
+        log.info("HLS of %s started", key)
+        return output
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def playlist(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{app}/{name}.m3u8``."""
+        key = stream_key(request)
+        if key is None or self.output(key, start=False) is None and not live(self.context, key):
+            return refuse(404, "no such stream")
+        refused = admit(self.context, request) or await allowed(self.context, request, key)
+        if refused is not None:
+            return refused
+        try:
+            msn = _int_param(request, "_HLS_msn")
+            part = _int_param(request, "_HLS_part")
+        except ValueError:
+            return refuse(400, "bad _HLS_msn or _HLS_part")
+        if part is not None and msn is None:
+            return refuse(400, "_HLS_part without _HLS_msn")
+        output = self.output(key, start=True)
+        if output is None:
+            return refuse(404, "no such stream")
+        deadline = 3 * self.config.target_duration
+
+        def ready(packager: Packager) -> Availability:
+            if msn is not None:
+                return packager.playlist_ready(msn, part)
+            return Availability.READY if packager.segment_count or packager.ended \
+                else Availability.WAIT
+
+        packager = await self._wait(request, output, ready, deadline)
+        if isinstance(packager, web.Response):
+            return packager
+        return web.Response(body=packager.playlist().encode(), headers={
+            **CORS, "Content-Type": "application/vnd.apple.mpegurl",
+            "Cache-Control": "no-cache"})
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{app}/{name}/{file}``: an init segment, segment or part."""
+        key = stream_key(request)
+        match = _MEDIA.fullmatch(request.match_info.get("file", ""))
+        output = self.output(key, start=False) if key is not None else None
+        if key is None or match is None or output is None:
+            return refuse(404, "no such stream or file")
+        refused = admit(self.context, request)
+        if refused is not None:
+            return refused
+        init, segment, part_msn, part = match.groups()
+        if segment is None and part_msn is None:  # an init segment
+            index = int(init or 0)
+            data = output.packager.init(index) if output.packager is not None else None
+            return _media(data)
+        msn = int(segment if segment is not None else part_msn)
+        number = int(part) if part is not None else None
+
+        def ready(packager: Packager) -> Availability:
+            return packager.media_ready(msn, number)
+
+        packager = await self._wait(request, output, ready, 3 * self.config.target_duration)
+        if isinstance(packager, web.Response):
+            return refuse(404, "no such file") if packager.status == 400 else packager
+        return _media(packager.segment(msn) if number is None else packager.part(msn, number))
+
+    async def _wait(self, request: web.Request, output: HlsOutput,
+                    ready: Callable[[Packager], Availability],
+                    deadline: float) -> Packager | web.Response:
+        """Hold the request until ``ready`` says so (or ``deadline`` passes:
+        503); it counts against the connection limits meanwhile."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        waiter: _Waiter | None = None
+        try:
+            while True:
+                packager = output.packager
+                if packager is not None:
+                    answer = ready(packager)
+                    if answer is Availability.READY:
+                        return packager
+                    if answer is Availability.INVALID:
+                        return refuse(400, "never comes")
+                left = until - loop.time()
+                if left <= 0:
+                    return web.Response(status=503, text="not yet\n",
+                                        headers={**CORS, "Retry-After": "1"})
+                if waiter is None:
+                    waiter = _Waiter(peer_of(request)[1])
+                    self.context.viewers.add(waiter)
+                await output.changed(left)
+                output.last_request = time.monotonic()
+        finally:
+            if waiter is not None:
+                self.context.viewers.discard(waiter)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{app}/{name}.mp4``: live fMP4 (WebSocket, or a chunked body)."""
+        key = stream_key(request)
+        if key is None or self.output(key, start=False) is None and not live(self.context, key):
+            return refuse(404, "no such stream")
+        refused = admit(self.context, request) or await allowed(self.context, request, key)
+        if refused is not None:
+            return refused
+        output = self.output(key, start=True)
+        if output is None:
+            return refuse(404, "no such stream")
+        if request.method == "HEAD":
+            return web.Response(content_type="video/mp4", headers=CORS)
+        waiter = _Waiter(peer_of(request)[1])
+        self.context.viewers.add(waiter)
+        try:
+            return await self._stream(request, output)
+        finally:
+            self.context.viewers.discard(waiter)
+
+    async def _stream(self, request: web.Request, output: HlsOutput) -> web.StreamResponse:
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        response: web.StreamResponse
+        send: Callable[[bytes], Awaitable[None]]
+        if websocket:
+            ws = web.WebSocketResponse(max_msg_size=4096, autoping=True, compress=False)
+            await ws.prepare(request)
+            response, send = ws, ws.send_bytes
+            reader = asyncio.ensure_future(_until_closed(ws))
+        else:
+            http = web.StreamResponse(headers={**CORS, "Content-Type": "video/mp4",
+                                               "Cache-Control": "no-cache, no-store"})
+            http.enable_chunked_encoding()
+            await http.prepare(request)
+            response, send = http, http.write
+            reader = None
+        packager: Packager | None = None
+        sent: tuple[int, int] | None = None   # the last part sent
+        init = -1
+        try:
+            while reader is None or not reader.done():
+                output.last_request = time.monotonic()
+                if output.packager is not packager:  # a new publication
+                    packager, sent, init = output.packager, None, -1
+                if packager is None:
+                    await output.changed(1.0)
+                    continue
+                parts = packager.parts()
+                todo = [p for p in parts if sent is None or (p.msn, p.part) > sent]
+                if sent is None or len(todo) > MAX_PARTS_BEHIND or \
+                        (todo and todo[0].msn > sent[0] + 1):
+                    # start (again) at the newest keyframe: a newcomer, or one too far behind
+                    keys = [i for i, p in enumerate(parts) if p.independent]
+                    todo = parts[keys[-1]:] if keys else []
+                for p in todo:
+                    if p.init != init:
+                        if not websocket and init >= 0:
+                            return await _end(response)  # a new init: a new stream
+                        init = p.init
+                        data = packager.init(init)
+                        if data is None:
+                            break
+                        if isinstance(response, web.WebSocketResponse):
+                            await response.send_str(json.dumps({
+                                "mime": f'video/mp4; codecs="{packager.codecs}"',
+                                "codecs": packager.codecs}))
+                        await send(data)
+                    await send(p.data)
+                    sent = (p.msn, p.part)
+                if packager.ended and not todo:
+                    return await _end(response)
+                await output.changed(1.0)
+        except (ConnectionError, RuntimeError):
+            pass  # the viewer went
+        finally:
+            if reader is not None:
+                reader.cancel()
+        return response
+
+
+async def _end(response: web.StreamResponse) -> web.StreamResponse:
+    try:
+        async with asyncio.timeout(FINISH_TIMEOUT):
+            if isinstance(response, web.WebSocketResponse):
+                await response.close()
+            else:
+                await response.write_eof()
+    except (ConnectionError, RuntimeError, TimeoutError):
+        pass
+    return response
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # nothing to hear but control frames: aiohttp answers them
+        pass
+
+
+def _media(data: bytes | None) -> web.Response:
+    if data is None:
+        return refuse(404, "no such file")
+    return web.Response(body=data, headers={**CORS, "Content-Type": "video/mp4",
+                                            "Cache-Control": "max-age=60"})
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    """A query parameter's whole number (None when absent; ValueError when
+    it is not one)."""
+    text = request.query.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise ValueError(name)
+    return int(text)

@@ -1,0 +1,166 @@
+"""LL-HLS and live fMP4 from the server (rtmpx.server.webhls): FFmpeg reads
+the playlist, blocking reloads and preload-hinted parts wait for their
+part, a WebSocket client gets init + fragments from a keyframe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from rtmpx.hls import Packager
+from rtmpx.server import Server, webhls
+
+from ..peers import (
+    debian_tool,
+    ffmpeg_exe,
+    lavfi_publish_args,
+    publish_frames,
+    start,
+    stop,
+    wait_for,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+def _packager(server: Server, key: tuple[str, str]) -> Packager | None:
+    assert server.http is not None and server.http.hls is not None
+    found = server.http.hls.outputs.get(key)  # type: ignore[call-overload]
+    return found[0].packager if found is not None else None
+
+
+def _boxes(data: bytes) -> list[bytes]:
+    """The top-level box types of an MP4 byte string."""
+    kinds, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        kinds.append(data[pos + 4:pos + 8])
+        assert size >= 8
+        pos += size
+    assert pos == len(data)
+    return kinds
+
+
+async def test_ffmpeg_reads_ll_hls_as_a_late_joiner_from_a_keyframe(tmp_path: Path) -> None:
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0, http_port=0) as server:
+        publisher = start([ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
+                           *lavfi_publish_args(9.0, gop=25), "-f", "flv",
+                           f"rtmp://127.0.0.1:{server.port}/live/cam"])
+        try:
+            await wait_for(lambda: (c := server.hub.get(("live", "cam"))) is not None
+                           and c.live and c.gop_bytes > 0, timeout=15)
+            await asyncio.sleep(2.6)  # join late, mid-GOP
+            out = tmp_path / "got.mkv"
+            url = f"http://127.0.0.1:{server.http_port}/live/cam.m3u8"
+            reader = start([ffmpeg, "-hide_banner", "-v", "error", "-i", url, "-c", "copy",
+                            "-y", str(out)])
+            code, err = await asyncio.to_thread(stop, reader, 40)
+        finally:
+            await asyncio.to_thread(stop, publisher, 30)
+    assert code == 0 and err.strip() == "", err
+    decoded = await asyncio.to_thread(
+        subprocess.run, [ffmpeg, "-v", "error", "-i", str(out), "-map", "0:v", "-f", "framecrc",
+                         "-"], capture_output=True, text=True, timeout=60, check=True)
+    assert decoded.stderr == ""  # every frame decodes
+    video = [line for line in decoded.stdout.splitlines() if line and line[0] != "#"]
+    assert len(video) >= 75  # 3 s or more at 25 fps: the rest of the stream after joining
+    probe = await asyncio.to_thread(
+        subprocess.run, [debian_tool("ffprobe"), "-v", "error", "-select_streams", "v",
+                         "-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0", str(out)],
+        capture_output=True, text=True, timeout=60, check=True)
+    frames = probe.stdout.split()
+    assert frames[0].startswith("1,I")  # the first picture is a keyframe
+    assert sum(1 for f in frames if f.startswith("1,")) >= 3  # a keyframe a second
+
+
+async def test_a_blocking_reload_returns_only_once_its_part_exists() -> None:
+    async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/b", 400, keyint=25, interval=0.04))
+        await wait_for(lambda: (c := server.hub.get(("live", "b"))) is not None and c.live)
+        base = f"http://127.0.0.1:{server.http_port}/live/b"
+        async with http.get(base + ".m3u8") as first:
+            assert first.status == 200
+            assert first.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+            text = await first.text()
+        assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in text
+        hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="b/(\d+)\.(\d+)\.m4s"', text)
+        assert hint is not None
+        msn, part = int(hint.group(1)), int(hint.group(2)) + 1  # one beyond the hint
+        packager = _packager(server, ("live", "b"))
+        assert packager is not None and packager.part(msn, part) is None
+        hinted = asyncio.create_task(http.get(f"{base}/{msn}.{part - 1}.m4s"))
+        async with http.get(f"{base}.m3u8?_HLS_msn={msn}&_HLS_part={part}") as blocked:
+            assert blocked.status == 200
+            reloaded = await blocked.text()
+            # answered once the part is in the playlist (or its segment is complete)
+            assert f'URI="b/{msn}.{part}.m4s"' in reloaded or f"\nb/{msn}.m4s\n" in reloaded
+        response = await hinted
+        assert response.status == 200
+        body = await response.read()
+        assert _boxes(body)[:2] == [b"moof", b"mdat"]
+        assert body == packager.part(msn, part - 1)
+        for query in ("_HLS_msn=99", "_HLS_msn=x", "_HLS_part=1", f"_HLS_msn={msn}&_HLS_part=99"):
+            async with http.get(f"{base}.m3u8?{query}") as bad:
+                assert bad.status == 400, query
+        async with http.get(f"{base}/init.mp4") as init:
+            assert init.status == 200
+            assert _boxes(await init.read()) == [b"ftyp", b"moov"]
+        async with http.get(f"{base}/0.m4s") as segment:
+            assert segment.status == 200
+            assert await segment.read() == packager.segment(0)
+        for missing in ("/live/none.m3u8", "/live/none/init.mp4", "/live/b/nope.txt",
+                        "/live/b/999.9.m4s"):
+            async with http.get(f"http://127.0.0.1:{server.http_port}{missing}") as gone:
+                assert gone.status == 404, missing
+        assert server.http is not None and server.http.queued_bytes() > 0  # in the budget
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_a_websocket_client_gets_live_fmp4_from_a_keyframe() -> None:
+    async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/p", 150, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "p"))) is not None and c.live)
+        messages: list[str | bytes] = []
+        async with http.ws_connect(f"http://127.0.0.1:{server.http_port}/live/p.mp4") as ws:
+            async for msg in ws:
+                messages.append(msg.data)
+        await publisher
+        packager = _packager(server, ("live", "p"))
+        assert packager is not None and packager.ended
+    head = json.loads(messages[0])
+    assert head["codecs"] == packager.codecs and head["codecs"].startswith("avc1.")
+    assert head["mime"] == f'video/mp4; codecs="{packager.codecs}"'
+    assert _boxes(messages[1]) == [b"ftyp", b"moov"]  # type: ignore[arg-type]
+    fragments = messages[2:]
+    assert fragments and all(_boxes(f)[:1] == [b"moof"] for f in fragments)  # type: ignore
+    kept = {p.data: p for p in packager.parts()}
+    first = kept.get(fragments[0])  # type: ignore[call-overload]
+    assert first is not None and first.independent  # it starts at a keyframe
+    order = [(kept[f].msn, kept[f].part) for f in fragments if f in kept]  # type: ignore
+    assert order == sorted(order) and len(set(order)) == len(order)
+
+
+async def test_an_idle_packager_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhls, "IDLE_SECONDS", 0.6)
+    async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/i", 400, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "i"))) is not None and c.live)
+        async with http.get(f"http://127.0.0.1:{server.http_port}/live/i.m3u8") as response:
+            assert response.status == 200
+        channel = server.hub.get(("live", "i"))
+        assert channel is not None and len(channel.players) == 1
+        await wait_for(lambda: not channel.players, timeout=5)
+        assert server.http is not None and server.http.queued_bytes() == 0
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
