@@ -17,6 +17,7 @@ from .errors import RtmpError
 from .pacing import FLUSH_INTERVAL
 
 if TYPE_CHECKING:
+    from .server.connection import ConnectionContext
     from .server.http import HttpServer
     from .server.stats import HasStats
 
@@ -158,7 +159,8 @@ def _banner(args: argparse.Namespace, port: int, http: list[HttpServer]) -> None
     scheme = "rtmps" if args.tls_cert else "rtmp"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     workers = f" with {args.workers} workers" if args.workers > 1 else ""
-    urls = "".join(f", stats on http://{_shown(h.host)}:{h.port}/stats" for h in http)
+    urls = "".join(f", {'web players and ' if h.context is not None else ''}stats on "
+                   f"http://{_shown(h.host)}:{h.port}/stats" for h in http)
     print(f"rtmpx {__version__} serving {scheme}://{shown}:{port}/APP/STREAM{workers}{urls}",
           flush=True)
 
@@ -167,9 +169,11 @@ def _shown(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
-async def _start_http(source: HasStats, args: argparse.Namespace) -> list[HttpServer]:
+async def _start_http(source: HasStats, args: argparse.Namespace,
+                      context: ConnectionContext | None = None) -> list[HttpServer]:
     """The HTTP servers asked for: ``--http-port`` (on ``--host``) and
-    ``--stats-port`` (on ``--stats-host``), started."""
+    ``--stats-port`` (on ``--stats-host``), started; with a server's
+    connection ``context``, they serve its live streams too."""
     from .server import HttpServer
 
     wanted = [(args.host, args.http_port), (args.stats_host, args.stats_port)]
@@ -177,7 +181,7 @@ async def _start_http(source: HasStats, args: argparse.Namespace) -> list[HttpSe
     try:
         for host, port in wanted:
             if port is not None:
-                http = HttpServer(source, host, port)
+                http = HttpServer(source, host, port, context=context)
                 await http.start()
                 started.append(http)
     except BaseException:
@@ -200,7 +204,7 @@ def _serve(args: argparse.Namespace) -> int:
         await server.start()
         http: list[HttpServer] = []
         try:
-            http = await _start_http(server, args)
+            http = await _start_http(server, args, server.context)
             _banner(args, server.port, http)
             await _until_signal()
         finally:

@@ -78,6 +78,10 @@ def test_serve_publish_play_and_stats(sample: Sample, tmp_path: Path) -> None:
         metrics = _get(http_port, "/metrics").decode()   # --http-port: the same server
         assert "rtmpx_connections" in metrics
         assert b'"connections"' in _get(http_port, "/stats")
+        # the web players' routes (an unknown stream: their own 404) and the dashboard
+        assert _get(http_port, "/live/none.flv") == b"no such stream\n"
+        assert _get(http_port, "/live/none.m3u8") == b"no such stream\n"
+        assert _get(http_port, "/").lower().startswith(b"<!doctype html>")
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0  # graceful shutdown
     finally:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import socket
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
@@ -69,7 +71,8 @@ class HttpServer:
         if self._runner is not None:
             raise RuntimeError("HTTP server already started")
         app = web.Application()
-        app.router.add_get("/", self._stats)
+        app.router.add_get("/", self._page)
+        app.router.add_get("/static/{file}", self._static)
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/metrics", self._metrics)
         if self.context is not None and self.hls is not None:
@@ -122,6 +125,13 @@ class HttpServer:
         return web.Response(text=json.dumps(await self._collect(), indent=1),
                             content_type="application/json")
 
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        """The dashboard (``/?stream=app/name`` opens a stream's preview)."""
+        return _static_file("index.html")
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        return _static_file(request.match_info.get("file", ""))
+
     async def _flv(self, request: web.Request) -> web.StreamResponse:
         assert self.context is not None
         return await serve_flv(self.context, request)
@@ -130,6 +140,26 @@ class HttpServer:
         response = web.Response(text=prometheus_text(await self._collect()))
         response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
         return response
+
+
+#: The dashboard's files (package data), by suffix: their content types.
+_STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
+                 ".svg": "image/svg+xml", ".png": "image/png"}
+_STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.(?:html|js|css|svg|png)")
+
+
+def _static_file(name: str) -> web.Response:
+    """One of the dashboard's files, or 404 (only plain names: no paths)."""
+    if not _STATIC_NAME.fullmatch(name):
+        return web.Response(status=404, text="no such file\n")
+    try:
+        data = resources.files(__package__).joinpath("static", name).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return web.Response(status=404, text="no such file\n")
+    kind = _STATIC_TYPES[name[name.rindex("."):]]
+    return web.Response(body=data, headers={
+        "Content-Type": kind + ("; charset=utf-8" if kind.startswith("text") else ""),
+        "Cache-Control": "no-cache"})
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

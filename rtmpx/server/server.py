@@ -466,9 +466,9 @@ class Server:
                 queues += conn.queued_bytes() + conn.session.buffered_bytes
             for viewer in context.viewers:
                 queues += viewer.queued_bytes()
-        if self.http is not None:
-            queues += self.http.queued_bytes()
         for channel in self.hub.channels.values():
+            for other in channel.others:  # players without a gate: LL-HLS packagers
+                queues += other.queued_bytes
             if channel.publication is not None:
                 for follower in channel.publication.followers:
                     queues += follower.queued_bytes

@@ -8,13 +8,18 @@ a hub; :func:`prometheus_text` writes them in the Prometheus text format.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
+from .. import fmp4
+from ..errors import ProtocolError
+from ..media import parse_audio, parse_video
 from .connection import Connection
-from .hub import Hub
+from .hub import Channel, Hub
 from .player import GateSink
+from .recorder import Recorder
 
 __all__ = ["HasStats", "collect", "jsonable", "prometheus_text"]
 
@@ -56,6 +61,55 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     return type(value).__name__
 
 
+def _number(value: Any) -> float | None:
+    """A finite number from untrusted metadata, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and abs(value) < 1e9 else None
+
+
+def _tracks(channel: Channel) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What the stream carries, from its sequence headers (the primary
+    tracks) and metadata: video codec, size, frame rate; audio codec,
+    sample rate, channels.  None for a kind it does not carry."""
+    metadata = channel.metadata or {}
+    video: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    for packet in channel.startup():
+        if not packet.header:
+            continue
+        if packet.type_id == 9 and video is None:
+            frame = parse_video(packet.timestamp, packet.payload)
+            if not frame.is_sequence_header:
+                continue
+            video = {"codec": frame.codec, "width": None, "height": None, "codecs": None}
+            try:
+                track = fmp4.video_track(packet.payload)
+            except ProtocolError:
+                pass
+            else:
+                video.update(width=track.width or None, height=track.height or None,
+                             codecs=track.codecs)
+        elif packet.type_id == 8 and audio is None:
+            frame = parse_audio(packet.timestamp, packet.payload)
+            if not frame.is_sequence_header:
+                continue
+            audio = {"codec": frame.codec, "sample_rate": None, "channels": None, "codecs": None}
+            try:
+                atrack = fmp4.audio_track(packet.payload)
+            except ProtocolError:
+                pass
+            else:
+                audio.update(sample_rate=atrack.sample_rate, channels=atrack.channels,
+                             codecs=atrack.codecs)
+    if video is not None:
+        width, height = _number(metadata.get("width")), _number(metadata.get("height"))
+        if video["width"] is None and width and height:
+            video.update(width=int(width), height=int(height))
+        video["fps"] = _number(metadata.get("framerate"))
+    return video, audio
+
+
 def collect(hub: Hub, connections: Iterable[Connection], uptime: float, *,
             viewers: int = 0) -> dict[str, Any]:
     """Streams, publishers, players, bytes in/out, drops and lag, as a dict;
@@ -77,14 +131,19 @@ def collect(hub: Hub, connections: Iterable[Connection], uptime: float, *,
             bytes_out += player.stats.bytes_sent
             drops += player.stats.dropped
         publisher = None
+        recordings: list[dict[str, Any]] = []
         publication = channel.publication
         if publication is not None:
             publisher = {"peer": publication.publisher.peer, "bytes": publication.bytes_in,
                          "messages": publication.messages_in,
                          "seconds": now - publication.started_at, "paused": publication.paused}
             bytes_in += publication.bytes_in
+            recordings = [{"path": str(f.path), "tags": f.tags} for f in publication.followers
+                          if isinstance(f, Recorder) and f.path is not None]
+        video, audio = _tracks(channel) if channel.live else (None, None)
         streams.append({"key": str(key), "app": key.app, "name": key.name,
-                        "live": channel.live, "publisher": publisher, "players": players,
+                        "live": channel.live, "publisher": publisher, "video": video,
+                        "audio": audio, "players": players, "recordings": recordings,
                         "metadata": jsonable(channel.metadata)})
     return {
         "uptime": uptime,

@@ -194,14 +194,24 @@ class HlsOutputs:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def playlist(self, request: web.Request) -> web.StreamResponse:
-        """``GET /{app}/{name}.m3u8``."""
+    async def _opened(self, request: web.Request) -> HlsOutput | web.Response:
+        """The packager of the stream a playlist or stream request names
+        (started if need be), or the refusal: 404 for a stream nobody
+        publishes, 503 at the limits, 403 from ``on_play``."""
         key = stream_key(request)
         if key is None or self.output(key, start=False) is None and not live(self.context, key):
             return refuse(404, "no such stream")
         refused = admit(self.context, request) or await allowed(self.context, request, key)
         if refused is not None:
             return refused
+        output = self.output(key, start=True)
+        return output if output is not None else refuse(404, "no such stream")
+
+    async def playlist(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{app}/{name}.m3u8``."""
+        output = await self._opened(request)
+        if isinstance(output, web.Response):
+            return output
         try:
             msn = _int_param(request, "_HLS_msn")
             part = _int_param(request, "_HLS_part")
@@ -209,9 +219,6 @@ class HlsOutputs:
             return refuse(400, "bad _HLS_msn or _HLS_part")
         if part is not None and msn is None:
             return refuse(400, "_HLS_part without _HLS_msn")
-        output = self.output(key, start=True)
-        if output is None:
-            return refuse(404, "no such stream")
         deadline = 3 * self.config.target_duration
 
         def ready(packager: Packager) -> Availability:
@@ -285,15 +292,9 @@ class HlsOutputs:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """``GET /{app}/{name}.mp4``: live fMP4 (WebSocket, or a chunked body)."""
-        key = stream_key(request)
-        if key is None or self.output(key, start=False) is None and not live(self.context, key):
-            return refuse(404, "no such stream")
-        refused = admit(self.context, request) or await allowed(self.context, request, key)
-        if refused is not None:
-            return refused
-        output = self.output(key, start=True)
-        if output is None:
-            return refuse(404, "no such stream")
+        output = await self._opened(request)
+        if isinstance(output, web.Response):
+            return output
         if request.method == "HEAD":
             return web.Response(content_type="video/mp4", headers=CORS)
         waiter = _Waiter(peer_of(request)[1])

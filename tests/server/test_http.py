@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,12 @@ async def test_server_http_port_serves_stats_and_metrics_and_stops_with_it() -> 
         assert status == 200 and headers["content-type"].startswith("application/json")
         stats = json.loads(body)
         assert stats["publishers"] == 1 and stats["streams"][0]["key"] == "live/h"
-        assert json.loads((await _get(port, "/"))[2])["publishers"] == 1
+        status, headers, body = await _get(port, "/")  # the dashboard
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+        assert body.lstrip().lower().startswith(b"<!doctype html>")
+        for path in ("/static/nope.js", "/static/..%2fhttp.py", "/static/.hidden.js",
+                     "/static/index.py"):
+            assert (await _get(port, path))[0] == 404, path
         status, headers, body = await _get(port, "/metrics")
         assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
         assert b'rtmpx_bytes_in_total{stream="live/h"}' in body
@@ -93,3 +99,17 @@ async def test_an_http_port_in_use_fails_the_start_and_leaves_nothing() -> None:
         with pytest.raises(OSError):
             await server.start()
         assert server.http is None and not server.connections
+
+
+async def test_stats_list_a_stream_s_recordings(tmp_path: Path) -> None:
+    async with Server(port=0, http_port=0, record_dir=tmp_path) as server:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/rec", 100, interval=0.02))
+        await wait_for(lambda: bool((streams := server.stats()["streams"])
+                                    and streams[0]["recordings"]))
+        status, _, body = await _get(server.http_port, "/stats")
+        recordings = json.loads(body)["streams"][0]["recordings"]
+        assert status == 200 and len(recordings) == 1
+        assert Path(recordings[0]["path"]).parent == tmp_path / "live"
+        assert recordings[0]["path"].endswith(".flv")
+        await publisher

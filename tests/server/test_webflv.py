@@ -87,8 +87,14 @@ async def test_ffmpeg_reads_http_flv_from_a_keyframe(reader: str, tmp_path: Path
             viewer = _ffmpeg_reader(ffmpeg, f"http://127.0.0.1:{server.http_port}/live/cam.flv",
                                     out)
             await wait_for(lambda: len(_viewers(server)) == 1, timeout=10)
-            players = server.stats()["streams"][0]["players"]
-            assert [p["protocol"] for p in players] == ["http-flv"]
+            stream = server.stats()["streams"][0]
+            assert [p["protocol"] for p in stream["players"]] == ["http-flv"]
+            # what the dashboard shows: from the sequence headers and the metadata
+            assert stream["video"] == {"codec": "avc", "width": 160, "height": 120,
+                                       "codecs": stream["video"]["codecs"], "fps": 25.0}
+            assert stream["video"]["codecs"].startswith("avc1.")
+            assert stream["audio"] == {"codec": "aac", "sample_rate": 44100, "channels": 1,
+                                       "codecs": "mp4a.40.2"}
             code, err = await asyncio.to_thread(stop, viewer, 30)
         finally:
             await asyncio.to_thread(stop, publisher, 30)
