@@ -155,12 +155,17 @@ def _make_server(args: argparse.Namespace, **extra: Any) -> Any:
                   on_publish=on_publish, on_play=on_play, **_limit_settings(args), **extra)
 
 
-def _banner(args: argparse.Namespace, port: int, http: list[HttpServer]) -> None:
+def _banner(args: argparse.Namespace, port: int, http: list[HttpServer],
+            web: Sequence[tuple[str, int]] = ()) -> None:
+    """The line that says where the server serves (``web``: HTTP ports
+    of web players served by the workers)."""
     scheme = "rtmps" if args.tls_cert else "rtmp"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     workers = f" with {args.workers} workers" if args.workers > 1 else ""
-    urls = "".join(f", {'web players and ' if h.context is not None else ''}stats on "
-                   f"http://{_shown(h.host)}:{h.port}/stats" for h in http)
+    served = [(h.host, h.port, h.context is not None) for h in http]
+    served += [(host, port, True) for host, port in web]
+    urls = "".join(f", {'web players and ' if players else ''}stats on "
+                   f"http://{_shown(host)}:{port}/stats" for host, port, players in served)
     print(f"rtmpx {__version__} serving {scheme}://{shown}:{port}/APP/STREAM{workers}{urls}",
           flush=True)
 
@@ -228,8 +233,13 @@ async def _supervise(args: argparse.Namespace) -> int:
     http: list[HttpServer] = []
     try:
         await supervisor.start()  # cleans up after itself on failure; close() again is harmless
-        http = await _start_http(supervisor, args)
-        _banner(args, supervisor.port, http)
+        # the workers share --http-port (web players, and the cluster's stats);
+        # the supervisor serves --stats-port
+        http = await _start_http(supervisor, argparse.Namespace(**{**vars(args),
+                                                                   "http_port": None}))
+        web = supervisor.settings.get("http_port")
+        _banner(args, supervisor.port, http,
+                [(args.host, int(web))] if web is not None else [])
         await _until_signal()
     finally:
         for each in http:
@@ -253,13 +263,24 @@ async def _serve_worker(args: argparse.Namespace) -> int:
                           record_gate=worker.record_gate)
     await worker.start(server)
     assert worker.lost is not None
+    http: HttpServer | None = None
+    web_port = worker.settings.get("http_port")
     stop = asyncio.ensure_future(_until_signal((signal.SIGTERM,)))
     try:
+        if web_port is not None:  # shared by every worker, as the RTMP port is
+            from .server import HttpServer
+
+            server.context.elsewhere = worker.elsewhere
+            http = HttpServer(worker.cluster, server.host, int(web_port), context=server.context,
+                              reuse_port=True)
+            await http.start()
         await asyncio.wait([stop, worker.lost], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
         await worker.close()
         await server.close()
+        if http is not None:
+            await http.close()
         worker.detach()
     return 0
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import ssl as _ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -48,7 +48,7 @@ from ..session import ConnectionState, ServerSession, SessionConfig
 from ..session.base import Buffer
 from ..session.capabilities import DEFAULT_CAPABILITIES, LEGACY, Capabilities
 from .hooks import Hooks, Request
-from .hub import Channel, Hub, HubLimits, Publication
+from .hub import Channel, Hub, HubLimits, Publication, StreamKey
 from .limits import limit_hit
 from .player import PlayerSink
 
@@ -116,6 +116,9 @@ class ConnectionContext:
     #: the HTTP-FLV and WebSocket-FLV viewers (:mod:`rtmpx.server.webflv`):
     #: established connections too, for the limits
     viewers: set[Viewer] = field(default_factory=set)
+    #: whether a key is live on a sibling process (``rtmpx serve --workers``:
+    #: a viewer of it here waits for the pull from there)
+    elsewhere: Callable[[StreamKey], bool] | None = None
     #: connections whose connect is not accepted yet, oldest first
     half_open: dict[Connection, None] = field(default_factory=dict)
     closing: bool = False   # the server shuts down: no new connections

@@ -47,15 +47,18 @@ REQUEST_TIMEOUT = 10.0
 class HttpServer:
     """Serves ``source``'s stats over HTTP on ``host:port`` (0: any free
     port, see :attr:`port` once started), and the live streams of the
-    server whose connection ``context`` is given."""
+    server whose connection ``context`` is given (``reuse_port``: the port
+    is shared with other processes, as the workers of ``rtmpx serve
+    --workers`` share it)."""
 
     def __init__(self, source: HasStats, host: str = "127.0.0.1", port: int = 8080, *,
                  request_timeout: float = REQUEST_TIMEOUT,
-                 context: ConnectionContext | None = None) -> None:
+                 context: ConnectionContext | None = None, reuse_port: bool = False) -> None:
         if not request_timeout > 0:
             raise ValueError("request_timeout must be positive")
         self.source = source
         self.context = context
+        self.reuse_port = reuse_port
         #: the streams' LL-HLS packagers (with a ``context``)
         self.hls = HlsOutputs(context) if context is not None else None
         self.host = host
@@ -87,7 +90,7 @@ class HttpServer:
                                shutdown_timeout=FINISH_TIMEOUT + 1)
         await runner.setup()
         try:
-            sock = _listening_socket(self.host, self.port)
+            sock = _listening_socket(self.host, self.port, self.reuse_port)
             self.port = int(sock.getsockname()[1])
             await web.SockSite(runner, sock).start()
         except BaseException:
@@ -162,14 +165,17 @@ def _static_file(name: str) -> web.Response:
         "Cache-Control": "no-cache"})
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A bound, listening TCP socket for ``host:port`` (so that the port is
-    known at once, also for port 0)."""
+    known at once, also for port 0); ``reuse_port``: shared with other
+    processes (``SO_REUSEPORT``: the workers of ``rtmpx serve --workers``)."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = info[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(128)
         sock.setblocking(False)

@@ -14,7 +14,8 @@ from .hooks import Request
 from .hub import StreamKey
 from .limits import limit_hit
 
-__all__ = ["CORS", "admit", "allowed", "live", "peer_of", "refuse", "stream_key"]
+__all__ = ["CORS", "admit", "allowed", "findable", "live", "peer_of", "refuse",
+           "stream_key"]
 
 #: Headers every answer carries: web players on other origins may read them.
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -44,9 +45,15 @@ def refuse(status: int, text: str) -> web.Response:
 
 
 def live(context: ConnectionContext, key: StreamKey) -> bool:
-    """Whether something publishes ``key``."""
+    """Whether something publishes ``key`` here."""
     channel = context.hub.get(key)
     return channel is not None and channel.live
+
+
+def findable(context: ConnectionContext, key: StreamKey) -> bool:
+    """Whether something publishes ``key``, here or on a sibling process
+    (whose stream comes here once a viewer asks for it)."""
+    return live(context, key) or (context.elsewhere is not None and context.elsewhere(key))
 
 
 def admit(context: ConnectionContext, request: web.Request) -> web.Response | None:

@@ -39,7 +39,7 @@ from .connection import ConnectionContext
 from .hub import Channel, HubLimits, Publication, StreamKey
 from .limits import limit_hit
 from .player import GateSink
-from .webbase import CORS, admit, allowed, live, peer_of, refuse, stream_key
+from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
 
 __all__ = ["FINISH_TIMEOUT", "FlvStream", "FlvViewer", "serve_flv"]
 
@@ -47,6 +47,9 @@ log = logging.getLogger("rtmpx.http")
 
 #: Seconds a viewer whose stream ended may take to receive its last bytes.
 FINISH_TIMEOUT = 5.0
+#: Seconds a viewer of a stream live on a sibling process (``rtmpx serve
+#: --workers``) waits for it to come here.
+PULL_WAIT = 5.0
 #: Bytes of one message a WebSocket-FLV viewer may send us (it has nothing
 #: to say: anything but control frames is ignored).
 MAX_WS_MESSAGE = 4096
@@ -62,9 +65,10 @@ def _encode(type_id: int, timestamp: int, payload: bytes, stream_id: int,
 
 
 class FlvViewer(GateSink):
-    """One HTTP-FLV or WebSocket-FLV viewer of a channel."""
+    """One HTTP-FLV or WebSocket-FLV viewer of a channel; ``started`` is
+    set once a publication feeds it."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "started")
 
     output: FlvStream
 
@@ -72,6 +76,11 @@ class FlvViewer(GateSink):
                  protocol: str) -> None:
         super().__init__(output, 0, limits, _encode, peer=peer)
         self.protocol = protocol
+        self.started = asyncio.Event()
+
+    def publish_started(self, publication: Publication, now: float) -> None:
+        self.started.set()
+        super().publish_started(publication, now)
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
         """The stream ended: so does the FLV body (what the viewer was owed
@@ -232,7 +241,7 @@ async def serve_flv(context: ConnectionContext, request: web.Request) -> web.Str
     """Answer ``GET /{app}/{name}.flv`` (HTTP-FLV, or WebSocket-FLV when
     the request asks for an upgrade)."""
     key = stream_key(request)
-    if key is None or not live(context, key):
+    if key is None or not findable(context, key):
         return refuse(404, "no such stream")
     refused = admit(context, request)
     if refused is not None:
@@ -250,43 +259,48 @@ async def serve_flv(context: ConnectionContext, request: web.Request) -> web.Str
         if refused is not None:
             log.info("%s: %s play %s rejected", peer, protocol, key)
             return refused
-        channel = context.hub.get(key)
-        if channel is None or not channel.live:
+        if not findable(context, key):
             return refuse(404, "no such stream")
         if request.method == "HEAD":
             return web.Response(content_type="video/x-flv", headers=CORS)
-        return await _play(context, request, key, channel, stream, protocol)
+        return await _play(context, request, key, stream, protocol)
     finally:
         context.viewers.discard(stream)
 
 
 async def _play(context: ConnectionContext, request: web.Request, key: StreamKey,
-                channel: Channel, stream: FlvStream, protocol: str) -> web.StreamResponse:
+                stream: FlvStream, protocol: str) -> web.StreamResponse:
     transport = stream.transport
     peer = stream.peer
-    websocket = protocol == "ws-flv"
-    response: web.StreamResponse
-    send: Callable[[bytes], Awaitable[None]]
-    if websocket:
-        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, autoping=True, compress=False)
-        await ws.prepare(request)
-        response, send = ws, ws.send_bytes
-    else:
-        http = web.StreamResponse(headers={
-            "Content-Type": "video/x-flv", "Cache-Control": "no-cache, no-store",
-            **CORS})
-        http.enable_chunked_encoding()
-        await http.prepare(request)
-        response, send = http, http.write
     viewer = stream.sink = FlvViewer(stream, context.limits, peer=peer, protocol=protocol)
-    audio, video = _flags(channel)
+    channel = context.hub.get(key)
+    audio, video = _flags(channel) if channel is not None else (True, True)
     stream.output.append(encode_header(audio=audio, video=video))
-    reader = asyncio.ensure_future(_drain_input(response, stream)) if websocket else None
     channel = context.hub.subscribe(key, viewer, time.monotonic())
     viewer.joined = True
-    stream.flush()
-    log.info("%s plays %s over %s", peer, key, protocol)
+    reader: asyncio.Future[None] | None = None
     try:
+        if not channel.live:  # live on a sibling process: wait for its pull
+            try:
+                await asyncio.wait_for(viewer.started.wait(), PULL_WAIT)
+            except TimeoutError:
+                return refuse(404, "no such stream")
+        response: web.StreamResponse
+        send: Callable[[bytes], Awaitable[None]]
+        if protocol == "ws-flv":
+            ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, autoping=True,
+                                       compress=False)
+            await ws.prepare(request)
+            response, send = ws, ws.send_bytes
+            reader = asyncio.ensure_future(_drain_input(ws, stream))
+        else:
+            http = web.StreamResponse(headers={
+                "Content-Type": "video/x-flv", "Cache-Control": "no-cache, no-store", **CORS})
+            http.enable_chunked_encoding()
+            await http.prepare(request)
+            response, send = http, http.write
+        stream.flush()
+        log.info("%s plays %s over %s", peer, key, protocol)
         completed = await stream.run(send)
     finally:
         viewer.closed = True
@@ -307,10 +321,9 @@ async def _play(context: ConnectionContext, request: web.Request, key: StreamKey
     return response
 
 
-async def _drain_input(ws: web.StreamResponse, stream: FlvStream) -> None:
+async def _drain_input(ws: web.WebSocketResponse, stream: FlvStream) -> None:
     """Read a WebSocket viewer's messages (answering pings; a close ends the
     viewer): it has nothing else to say."""
-    assert isinstance(ws, web.WebSocketResponse)
     while True:
         msg = await ws.receive()
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,

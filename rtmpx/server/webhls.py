@@ -40,7 +40,7 @@ from aiohttp import web
 from ..hls import Availability, HLSConfig, Packager
 from .connection import ConnectionContext
 from .hub import Channel, Packet, Publication, StreamKey
-from .webbase import CORS, admit, allowed, live, peer_of, refuse, stream_key
+from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
 from .webflv import FINISH_TIMEOUT
 
 __all__ = ["IDLE_SECONDS", "HlsOutput", "HlsOutputs"]
@@ -179,14 +179,14 @@ class HlsOutputs:
         if found is not None:
             found[0].last_request = time.monotonic()
             return found[0]
-        channel = self.context.hub.get(key)
-        if not start or channel is None or not channel.live:
+        if not start or not findable(self.context, key):
             return None
         # the playlist is /app/name.m3u8: its media are under /app/name/
         prefix = quote(key.name, safe="") + "/"
         output = HlsOutput(key, dataclasses.replace(self.config, prefix=prefix))
+        # live here, or on a sibling: its stream comes once we subscribe
+        channel = self.context.hub.subscribe(key, output, time.monotonic())
         self.outputs[key] = (output, channel)
-        self.context.hub.subscribe(key, output, time.monotonic())
         if self._reaper is None:
             self._reaper = asyncio.ensure_future(self._reap())
         log.info("HLS of %s started", key)
@@ -199,7 +199,8 @@ class HlsOutputs:
         (started if need be), or the refusal: 404 for a stream nobody
         publishes, 503 at the limits, 403 from ``on_play``."""
         key = stream_key(request)
-        if key is None or self.output(key, start=False) is None and not live(self.context, key):
+        if key is None or self.output(key, start=False) is None and \
+                not findable(self.context, key):
             return refuse(404, "no such stream")
         refused = admit(self.context, request) or await allowed(self.context, request, key)
         if refused is not None:

@@ -52,7 +52,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from ..errors import RtmpError
@@ -65,8 +65,8 @@ from .player import GateSink, PlayerSink
 from .relay import Puller
 from .server import Server
 
-__all__ = ["CLAIM_TIMEOUT", "LINGER", "MAX_STATS_PLAYERS", "MAX_STATS_STREAMS", "Supervisor",
-           "Worker", "aggregate_stats"]
+__all__ = ["CLAIM_TIMEOUT", "LINGER", "MAX_STATS_PLAYERS", "MAX_STATS_STREAMS", "ClusterStats",
+           "Supervisor", "Worker", "aggregate_stats"]
 
 log = logging.getLogger("rtmpx.workers")
 
@@ -89,6 +89,22 @@ MAX_STATS_PLAYERS = 2000
 MAX_STATS_METADATA = 2048
 
 
+def _reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with ``SO_REUSEPORT`` that never
+    listens: it keeps the port for the workers that listen on it."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port,
+                                                         type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _key(message: Message) -> StreamKey:
     return StreamKey(str(message["app"]), str(message["name"]))
 
@@ -98,6 +114,19 @@ def _refuse(request: Request) -> bool:
 
 
 # -- the worker's side -------------------------------------------------------------------
+
+
+class ClusterStats:
+    """The stats a worker's HTTP port serves: the whole cluster's (a
+    :class:`~rtmpx.server.stats.HasStats`)."""
+
+    __slots__ = ("worker",)
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def stats(self) -> Awaitable[dict[str, Any]]:
+        return self.worker.cluster_stats()
 
 
 @dataclasses.dataclass(slots=True)
@@ -148,6 +177,30 @@ class Worker:
         worker.token = str(welcome["token"])
         worker.settings = dict(welcome["settings"])
         return worker
+
+    # -- what the worker's HTTP side asks -------------------------------------------------
+
+    async def cluster_stats(self) -> dict[str, Any]:
+        """The whole cluster's stats, from the supervisor (what ``/stats``
+        on a worker's HTTP port serves: every worker's, as one server's)."""
+        if self.channel is None or self.channel.closed:
+            raise RtmpError("the supervisor is gone")
+        answer = await self.channel.request({"op": "cluster_stats"}, 10.0)
+        stats = answer.get("stats")
+        if not isinstance(stats, dict):
+            raise RtmpError(f"no cluster stats: {str(answer.get('error'))[:100]}")
+        return stats
+
+    @property
+    def cluster(self) -> ClusterStats:
+        """What a worker's HTTP side serves as stats: the cluster's."""
+        return ClusterStats(self)
+
+    def elsewhere(self, key: StreamKey) -> bool:
+        """Whether ``key`` is published on a sibling (the server's
+        ``context.elsewhere``: an HTTP viewer of it here waits for the pull)."""
+        owner = self.owners.get(key)
+        return owner is not None and owner[0] != self.index
 
     # -- PullOwner ---------------------------------------------------------------------
 
@@ -573,6 +626,7 @@ class Supervisor:
         self._dir: str | None = None
         self._path = ""
         self._reserved: socket.socket | None = None
+        self._reserved_http: socket.socket | None = None
         self._control: asyncio.Server | None = None
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -587,14 +641,14 @@ class Supervisor:
         try:
             self._dir = tempfile.mkdtemp(prefix="rtmpx-workers-")  # 0700
             self._path = os.path.join(self._dir, "control")
-            family, kind, proto, _, address = socket.getaddrinfo(
-                self.host, self.port, type=socket.SOCK_STREAM)[0]
-            reserved = self._reserved = socket.socket(family, kind, proto)
-            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            reserved.bind(address)  # never listens: it keeps the port while workers restart
+            # never listens: it keeps the port while workers restart
+            reserved = self._reserved = _reserve(self.host, self.port)
             self.port = int(reserved.getsockname()[1])
             self.settings["port"] = self.port
+            http_port = self.settings.get("http_port")
+            if http_port is not None:  # the workers' HTTP port, kept the same way
+                self._reserved_http = _reserve(self.host, int(http_port))
+                self.settings["http_port"] = int(self._reserved_http.getsockname()[1])
             self._control = await asyncio.start_unix_server(self._accept, self._path,
                                                             limit=MAX_LINE)
             self.started_at = time.monotonic()
@@ -647,9 +701,10 @@ class Supervisor:
         if self._control is not None:
             self._control.close()
             self._control = None
-        if self._reserved is not None:
-            self._reserved.close()
-            self._reserved = None
+        for reserved in (self._reserved, self._reserved_http):
+            if reserved is not None:
+                reserved.close()
+        self._reserved = self._reserved_http = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -701,7 +756,8 @@ class Supervisor:
             child = self.children[index]
             which[:] = [child]
             child.channel = channel
-            settings = {**self.settings, "workers": 1, "stats_port": None, "http_port": None}
+            # the workers serve --http-port (sharing it); the supervisor --stats-port
+            settings = {**self.settings, "workers": 1, "stats_port": None}
             return {"index": index, "token": self.token, "settings": settings}
         if not which:
             return {"error": "hello first"}
@@ -718,7 +774,12 @@ class Supervisor:
             return self._claim(child, _key(message), bool(message.get("replace")))
         elif op == "release":
             self._release(child.index, _key(message))
+        elif op == "cluster_stats":
+            return self._cluster_stats()
         return None
+
+    async def _cluster_stats(self) -> Message:
+        return {"stats": await self.stats()}
 
     def _lost(self, child: _Child, channel: ControlChannel | None) -> None:
         """A worker's channel closed (it died or stopped): its keys are free."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import rtmpx
@@ -175,6 +177,51 @@ def test_players_on_every_worker_get_every_frame_and_stats_add_up(tmp_path: Path
     numbers = [int.from_bytes(t.payload[5:9], "big") for t in read_tags(recordings[0])
                if t.is_video and t.payload[1] == 1]
     assert numbers == list(range(total))
+
+
+async def flv_numbers(url: str) -> list[tuple[int, bool]]:
+    """The video frames an HTTP-FLV viewer gets until the body ends: (number, keyframe)."""
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200, await response.text()
+        body = await asyncio.wait_for(response.read(), 60)
+    tags = read_tags(io.BytesIO(body))
+    return [(int.from_bytes(t.payload[5:9], "big"), t.payload[0] >> 4 == 1) for t in tags
+            if t.is_video and t.payload[1] == 1]
+
+
+def test_http_viewers_on_every_worker_get_every_frame(tmp_path: Path) -> None:
+    """--http-port with --workers: every worker serves the web players on
+    the shared port; a viewer on a worker that does not have the stream
+    gets it pulled from its sibling; /stats there is the cluster's."""
+    total = 150
+    web = free_port()
+
+    async def main(c: Cluster) -> None:
+        publisher = asyncio.create_task(
+            publish_frames(c.url, total, keyint=KEYINT, interval=0.02))
+        await c.until(lambda s: s["publishers"] == 1)
+        url = f"http://127.0.0.1:{web}/live/s.flv"
+        viewers: list[asyncio.Task[list[tuple[int, bool]]]] = []
+        seen: set[int] = set()
+        while len(seen) < 2:
+            assert len(viewers) < 30, "the kernel put every viewer on one worker"
+            viewers.append(asyncio.create_task(flv_numbers(url)))
+            opened = len(viewers)
+            stats = await c.until(lambda s, n=opened: s["players"] == n)
+            seen = {p["worker"] for s in stats["streams"] for p in s["players"]}
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{web}/stats") as answer:
+            cluster_stats = await answer.json()   # from whichever worker took it
+        assert [w["index"] for w in cluster_stats["workers"]] == [0, 1]
+        assert {p["protocol"] for s in cluster_stats["streams"] for p in s["players"]} == \
+            {"http-flv"}
+        assert await publisher == total
+        for frames in await asyncio.gather(*viewers):
+            check_frames(frames, total)
+
+    with cluster(tmp_path, "--http-port", str(web)) as c:
+        asyncio.run(main(c))
+        assert c.stop() == 0
 
 
 async def connection_on(c: Cluster, worker: int,
