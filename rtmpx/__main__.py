@@ -19,6 +19,7 @@ from .pacing import FLUSH_INTERVAL
 if TYPE_CHECKING:
     from .server.connection import ConnectionContext
     from .server.http import HttpServer
+    from .server.hub import StreamKey
     from .server.stats import HasStats
 
 
@@ -270,7 +271,12 @@ async def _serve_worker(args: argparse.Namespace) -> int:
         if web_port is not None:  # shared by every worker, as the RTMP port is
             from .server import HttpServer
 
-            server.context.elsewhere = worker.elsewhere
+            edge = server.context.elsewhere  # --pull: anything may be at the origin
+
+            def elsewhere(key: StreamKey) -> bool:
+                return worker.elsewhere(key) or (edge is not None and edge(key))
+
+            server.context.elsewhere = elsewhere
             http = HttpServer(worker.cluster, server.host, int(web_port), context=server.context,
                               reuse_port=True)
             await http.start()

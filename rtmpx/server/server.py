@@ -56,6 +56,10 @@ def _check_tc_url(tc_url: str | None) -> None:
         raise ValueError(f"tc_url longer than {MAX_NAME} characters")
 
 
+def _anywhere(key: StreamKey) -> bool:
+    return True
+
+
 def _tell(observer: Callable[..., None], *args: Any) -> None:
     """Tell an observer: its bug is logged and costs the hub nothing."""
     try:
@@ -261,7 +265,9 @@ class Server:
             replace=duplicate_publish == "replace",
             max_write_buffer=2 * self.limits.max_queue + self.session_config.max_message_size,
             capabilities=capabilities if capabilities is not None else LEGACY,
-            flusher=Flusher(flush_interval) if flush_interval > 0 else None)
+            flusher=Flusher(flush_interval) if flush_interval > 0 else None,
+            # an edge: any stream may be at the origin (a web viewer waits for the pull)
+            elsewhere=_anywhere if pull else None)
         self._server: asyncio.Server | None = None
         self._internal: list[tuple[asyncio.Server, ConnectionContext]] = []
         self._ticker: asyncio.Task[None] | None = None

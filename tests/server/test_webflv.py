@@ -305,3 +305,26 @@ async def test_a_stream_outlives_the_request_timeout_and_the_server_closes_viewe
         await asyncio.gather(publisher, return_exceptions=True)
         await http.close()
     assert received > 100_000
+
+
+async def test_an_edge_serves_http_flv_of_a_stream_it_pulls_on_demand() -> None:
+    """With ``pull``, a web viewer of a stream the edge does not have waits
+    for the pull from the origin (an unknown one there: 404 after the wait)."""
+    async with Server(port=0) as origin, \
+            Server(port=0, http_port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge, \
+            aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{origin.port}/live/far", 150, keyint=10, interval=0.02))
+        await wait_for(lambda: (c := origin.hub.get(("live", "far"))) is not None
+                       and c.gop_bytes > 0)
+        async with http.get(f"http://127.0.0.1:{edge.http_port}/live/far.flv") as response:
+            assert response.status == 200
+            body = await asyncio.wait_for(response.read(), 30)  # until the origin's end
+        await publisher
+        tags = _tags(body)
+        numbers = [int.from_bytes(t.payload[5:9], "big") for t in tags
+                   if t.is_video and not t.frame().is_sequence_header]
+        assert numbers and numbers[0] % 10 == 0 and numbers == list(range(numbers[0], 150))
+        async with http.get(f"http://127.0.0.1:{edge.http_port}/live/none.flv") as response:
+            assert response.status == 404   # the origin does not have it either
+        await wait_for(lambda: edge.relays is not None and not edge.relays.pullers)

@@ -80,6 +80,44 @@ async def test_ffmpeg_reads_ll_hls_as_a_late_joiner_from_a_keyframe(tmp_path: Pa
     assert sum(1 for f in frames if f.startswith("1,")) >= 3  # a keyframe a second
 
 
+async def test_ffmpeg_reads_hevc_and_opus_over_ll_hls(tmp_path: Path) -> None:
+    """FFmpeg 9 publishes HEVC + Opus over Enhanced RTMP; the fMP4 segments
+    carry hvc1 + Opus, and FFmpeg decodes every frame of both."""
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0, http_port=0) as server:
+        publisher = start([
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+            "-c:v", "libx265", "-preset", "ultrafast",
+            "-x265-params", "keyint=25:min-keyint=25:log-level=error", "-pix_fmt", "yuv420p",
+            "-c:a", "libopus", "-b:a", "48k", "-f", "flv",
+            f"rtmp://127.0.0.1:{server.port}/live/hevc"])
+        try:
+            await wait_for(lambda: (c := server.hub.get(("live", "hevc"))) is not None
+                           and c.live and c.gop_bytes > 0, timeout=20)
+            out = tmp_path / "got.mkv"
+            reader = start([ffmpeg, "-hide_banner", "-v", "error", "-i",
+                            f"http://127.0.0.1:{server.http_port}/live/hevc.m3u8",
+                            "-c", "copy", "-y", str(out)])
+            code, err = await asyncio.to_thread(stop, reader, 40)
+            packager = _packager(server, ("live", "hevc"))
+            assert packager is not None
+            assert packager.codecs.startswith("hvc1.") and packager.codecs.endswith(",opus")
+        finally:
+            await asyncio.to_thread(stop, publisher, 30)
+    assert code == 0 and err.strip() == "", err
+    probe = await asyncio.to_thread(
+        subprocess.run, [debian_tool("ffprobe"), "-v", "error", "-show_entries",
+                         "stream=codec_name", "-of", "csv=p=0", str(out)],
+        capture_output=True, text=True, timeout=30, check=True)
+    assert sorted(probe.stdout.split()) == ["hevc", "opus"]
+    decoded = await asyncio.to_thread(
+        subprocess.run, [ffmpeg, "-v", "error", "-i", str(out), "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert decoded.stderr == ""
+
+
 async def test_a_blocking_reload_returns_only_once_its_part_exists() -> None:
     async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
         publisher = asyncio.create_task(publish_frames(
