@@ -40,15 +40,19 @@ from aiohttp import web
 from ..hls import Availability, HLSConfig, Packager
 from .connection import ConnectionContext
 from .hub import Channel, Packet, Publication, StreamKey
+from .limits import limit_hit
 from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
 from .webflv import FINISH_TIMEOUT
 
-__all__ = ["IDLE_SECONDS", "HlsOutput", "HlsOutputs"]
+__all__ = ["IDLE_SECONDS", "MAX_PARTS_BEHIND", "REPUBLISH_GRACE", "HlsOutput", "HlsOutputs"]
 
 log = logging.getLogger("rtmpx.http")
 
 #: Seconds without a request after which a stream's packager stops.
 IDLE_SECONDS = 30.0
+#: Seconds an ended publication's playlist waits for its publisher to come
+#: back before it ends (``EXT-X-ENDLIST``).
+REPUBLISH_GRACE = 5.0
 #: Parts a live fMP4 viewer may fall behind before it skips to the newest
 #: keyframe.
 MAX_PARTS_BEHIND = 8
@@ -57,9 +61,14 @@ _MEDIA = re.compile(r"(?:init(?:-(\d{1,9}))?\.mp4|(\d{1,12})\.m4s|(\d{1,12})\.(\
 
 
 class HlsOutput:
-    """One stream's packager, as a subscriber of its channel: a new
-    :class:`~rtmpx.hls.Packager` for each publication; waiters are woken
-    on every change of the playlist."""
+    """One stream's packager, as a subscriber of its channel; waiters are
+    woken on every change of the playlist.
+
+    A publication that ends is ended in the playlist (``EXT-X-ENDLIST``)
+    only :data:`REPUBLISH_GRACE` seconds later: a publisher that comes back
+    by then (an encoder that reconnects) goes on in the same playlist (its
+    timestamps follow on; new codecs start a discontinuity), so players
+    keep playing.  After that, a new publication starts a new packager."""
 
     def __init__(self, key: StreamKey, config: HLSConfig) -> None:
         self.key = key
@@ -67,6 +76,7 @@ class HlsOutput:
         self.packager: Packager | None = None
         self.last_request = time.monotonic()
         self._changed = asyncio.Event()
+        self._ending: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<HlsOutput {self.key}>"
@@ -85,9 +95,11 @@ class HlsOutput:
     # -- the Subscriber contract ----------------------------------------------------
 
     def publish_started(self, publication: Publication, now: float) -> None:
-        if self.packager is not None and not self.packager.ended:
-            self.packager.end()
-        self.packager = Packager(self.config)
+        if self._ending is not None:  # back within the grace: the playlist goes on
+            self._ending.cancel()
+            self._ending = None
+        if self.packager is None or self.packager.ended:
+            self.packager = Packager(self.config)
         self._wake()
 
     def packet(self, packet: Packet, now: float) -> None:
@@ -100,6 +112,11 @@ class HlsOutput:
             self._wake()
 
     def publish_ended(self, publication: Publication, reason: str) -> None:
+        if self.packager is not None and not self.packager.ended and self._ending is None:
+            self._ending = asyncio.get_running_loop().call_later(REPUBLISH_GRACE, self._end)
+
+    def _end(self) -> None:
+        self._ending = None
         if self.packager is not None and not self.packager.ended:
             self.packager.end()
             self._wake()
@@ -111,8 +128,9 @@ class HlsOutput:
 
     def stop(self) -> None:
         """No more media comes (the output is dropped): waiters are answered."""
-        if self.packager is not None and not self.packager.ended:
-            self.packager.end()
+        if self._ending is not None:
+            self._ending.cancel()
+        self._end()
         self._wake()
 
 
@@ -321,6 +339,7 @@ class HlsOutputs:
             await http.prepare(request)
             response, send = http, http.write
             reader = None
+        idle = self.context.idle_timeout
         packager: Packager | None = None
         sent: tuple[int, int] | None = None   # the last part sent
         init = -1
@@ -348,17 +367,25 @@ class HlsOutputs:
                         if data is None:
                             break
                         if isinstance(response, web.WebSocketResponse):
-                            await response.send_str(json.dumps({
-                                "mime": f'video/mp4; codecs="{packager.codecs}"',
-                                "codecs": packager.codecs}))
-                        await send(data)
-                    await send(p.data)
+                            async with asyncio.timeout(idle):
+                                await response.send_str(json.dumps({
+                                    "mime": f'video/mp4; codecs="{packager.codecs}"',
+                                    "codecs": packager.codecs}))
+                        async with asyncio.timeout(idle):
+                            await send(data)
+                    async with asyncio.timeout(idle):  # a viewer that does not read goes
+                        await send(p.data)
                     sent = (p.msn, p.part)
                 if packager.ended and not todo:
                     return await _end(response)
                 await output.changed(1.0)
         except (ConnectionError, RuntimeError):
             pass  # the viewer went
+        except TimeoutError:
+            limit_hit(f"idle_timeout={idle:g}", peer_of(request)[0],
+                      "live fMP4 viewer does not read: disconnected")
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             if reader is not None:
                 reader.cancel()

@@ -47,7 +47,9 @@ def _boxes(data: bytes) -> list[bytes]:
     return kinds
 
 
-async def test_ffmpeg_reads_ll_hls_as_a_late_joiner_from_a_keyframe(tmp_path: Path) -> None:
+async def test_ffmpeg_reads_ll_hls_as_a_late_joiner_from_a_keyframe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhls, "REPUBLISH_GRACE", 0.5)  # ENDLIST soon after the end
     ffmpeg = ffmpeg_exe()
     async with Server(port=0, http_port=0) as server:
         publisher = start([ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
@@ -80,9 +82,11 @@ async def test_ffmpeg_reads_ll_hls_as_a_late_joiner_from_a_keyframe(tmp_path: Pa
     assert sum(1 for f in frames if f.startswith("1,")) >= 3  # a keyframe a second
 
 
-async def test_ffmpeg_reads_hevc_and_opus_over_ll_hls(tmp_path: Path) -> None:
+async def test_ffmpeg_reads_hevc_and_opus_over_ll_hls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FFmpeg 9 publishes HEVC + Opus over Enhanced RTMP; the fMP4 segments
     carry hvc1 + Opus, and FFmpeg decodes every frame of both."""
+    monkeypatch.setattr(webhls, "REPUBLISH_GRACE", 0.5)
     ffmpeg = ffmpeg_exe()
     async with Server(port=0, http_port=0) as server:
         publisher = start([
@@ -163,7 +167,9 @@ async def test_a_blocking_reload_returns_only_once_its_part_exists() -> None:
         await asyncio.gather(publisher, return_exceptions=True)
 
 
-async def test_a_websocket_client_gets_live_fmp4_from_a_keyframe() -> None:
+async def test_a_websocket_client_gets_live_fmp4_from_a_keyframe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhls, "REPUBLISH_GRACE", 0.2)
     async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
         publisher = asyncio.create_task(publish_frames(
             f"rtmp://127.0.0.1:{server.port}/live/p", 150, keyint=25, interval=0.02))
@@ -202,3 +208,36 @@ async def test_an_idle_packager_stops(monkeypatch: pytest.MonkeyPatch) -> None:
         assert server.http is not None and server.http.queued_bytes() == 0
         publisher.cancel()
         await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_a_publisher_that_comes_back_goes_on_in_the_same_playlist(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An encoder that reconnects within REPUBLISH_GRACE: the playlist goes
+    on (no ENDLIST, media sequence numbers keep growing); one that does not
+    come back ends it."""
+    monkeypatch.setattr(webhls, "REPUBLISH_GRACE", 1.5)
+    async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
+        url = f"rtmp://127.0.0.1:{server.port}/live/r"
+        playlist = f"http://127.0.0.1:{server.http_port}/live/r.m3u8"
+        first = asyncio.create_task(publish_frames(url, 100, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "r"))) is not None and c.live)
+        async with http.get(playlist) as response:
+            assert response.status == 200
+        await first
+        packager = _packager(server, ("live", "r"))
+        assert packager is not None
+        segments = packager.segment_count
+        await asyncio.sleep(0.3)
+        assert not packager.ended  # within the grace
+        await publish_frames(url, 100, keyint=25, interval=0.02)  # back: timestamps from 0
+        assert _packager(server, ("live", "r")) is packager and not packager.ended
+        async with http.get(playlist) as response:
+            text = await response.text()
+        assert "#EXT-X-ENDLIST" not in text and "#EXT-X-MEDIA-SEQUENCE:0" in text
+        assert packager.segment_count > segments
+        durations = [float(line[8:-1]) for line in text.splitlines()
+                     if line.startswith("#EXTINF:")]
+        assert durations and max(durations) <= 4  # no jump: the timeline follows on
+        await wait_for(lambda: packager.ended, timeout=5)  # gone for good: it ends
+        async with http.get(playlist) as response:
+            assert (await response.text()).rstrip().endswith("#EXT-X-ENDLIST")
