@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -88,17 +89,47 @@ class FlvViewer(GateSink):
         self.output.finish()
 
 
+class _Rest:
+    """The rest of a coroutine that ran eagerly up to its first wait (it
+    yielded ``waiting``), awaited by a task: what Python 3.12's eager tasks
+    do, for one write."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        waiting = self.waiting
+        while True:
+            try:
+                value = yield waiting
+            except BaseException as exc:  # noqa: BLE001 - cancelled: the coroutine is told
+                try:
+                    waiting = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = self.coro.send(value)
+                except StopIteration:
+                    return
+
+
 class FlvStream:
-    """The bytes owed to one viewer, and the task that writes them.
+    """The bytes owed to one viewer, and their writes.
 
     The fan-out appends FLV tags to :attr:`output` (this object is the
     :class:`~rtmpx.fanout.Outbox`'s session, with chunk size 0); a flush
-    (at once past ``merge_max``, else at the flusher's next tick) hands them
-    to :meth:`run`, which writes them with ``send`` (the aiohttp response's
-    or WebSocket's write: it writes at once, and waits only while the
-    transport holds more than its high-water mark).  While it waits, what
-    piles up is measured at each flush, so that the slow-player rule sees
-    it."""
+    (at once past ``merge_max``, else at the flusher's next tick) writes
+    them with ``send`` (the aiohttp response's or WebSocket's write), run at
+    once up to its first wait: aiohttp writes to the transport straight
+    away and waits only while the transport holds more than its high-water
+    mark, so a viewer that keeps up costs no task switch.  A write that
+    waits is finished by a task, and what comes meanwhile is held
+    (:attr:`pending`) and measured at each flush, so that the slow-player
+    rule sees it."""
 
     #: the Outbox's session protocol: no chunking (see :func:`_encode`)
     chunk_size = 0
@@ -116,10 +147,12 @@ class FlvStream:
         self.sink: GateSink | None = None
         self.closed = False     # aborted (kicked, or the peer went)
         self.finished = False   # the stream ended: write what is owed, then end
+        self._send: Callable[[bytes], Coroutine[Any, Any, None]] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._wake = asyncio.Event()
-        self._writing_since = -1.0   # when the write under way began waiting (-1: none)
+        self._busy: asyncio.Task[None] | None = None   # a write that waits for the peer
+        self._writing_since = -1.0   # when it began waiting (-1: none)
+        self._done = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<FlvStream {self.peer}>"
@@ -127,8 +160,8 @@ class FlvStream:
     # -- the Outbox's transport and the SinkOutput contract -----------------------------
 
     def get_write_buffer_size(self) -> int:
-        """Bytes owed to the peer and not taken yet: what the writer holds
-        and what the transport does."""
+        """Bytes owed to the peer and not taken yet: what is held while a
+        write waits, and what the transport holds."""
         return self._pending_bytes + self.transport.get_write_buffer_size()
 
     def backlog(self) -> int:
@@ -138,7 +171,7 @@ class FlvStream:
         return self.outbox.merged + self.backlog()
 
     def flush(self) -> None:
-        """Hand what the fan-out queued to the writer."""
+        """Write what the fan-out queued (or hold it while a write waits)."""
         outbox = self.outbox
         if not outbox.queue:
             if outbox.state:
@@ -147,16 +180,57 @@ class FlvStream:
         chunks = outbox.take()
         if self.closed:
             return
-        data = b"".join(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self._send is not None and self._busy is None:
+            self._write(data)
+            return
         self._pending.append(data)
         self._pending_bytes += len(data)
-        self._wake.set()
-        if self._writing_since >= 0:  # the writer waits for the peer: measure the pile
+        if self._busy is not None:  # the peer is slow: measure the pile
             ctx = self.context
             if outbox.measure() > ctx.max_write_buffer:
                 limit_hit(f"max_write_buffer={ctx.max_write_buffer}", self.peer,
                           "does not read: disconnected")
                 self.kick("does not read")
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` now, up to the send's first wait; a task finishes it."""
+        assert self._send is not None
+        coro = self._send(data)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            self.outbox.measure()
+            return
+        except (ConnectionError, RuntimeError):  # the peer went (aiohttp's kinds)
+            self.gone()
+            return
+        self._writing_since = time.monotonic()
+        self._busy = asyncio.ensure_future(self._finish(_Rest(coro, waiting)))
+
+    async def _finish(self, rest: _Rest) -> None:
+        """Finish a write that waits, then write what came meanwhile."""
+        try:
+            await rest
+            while self._pending and not self.closed:
+                data = b"".join(self._pending)
+                self._pending.clear()
+                self._pending_bytes = 0  # the transport holds them from the first step on
+                self._writing_since = time.monotonic()
+                assert self._send is not None
+                await self._send(data)
+        except (ConnectionError, RuntimeError):
+            self.gone()
+        finally:
+            self._busy = None
+            self._writing_since = -1.0
+        self.outbox.measure()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Tell :meth:`run` when the viewer is done with."""
+        if self.closed or (self.finished and self._busy is None and not self._pending):
+            self._done.set()
 
     def _media_due(self) -> None:
         outbox = self.outbox
@@ -170,18 +244,18 @@ class FlvStream:
         if not self.closed:
             self.closed = True
             self.transport.abort()
-            self._wake.set()
+            self._settle()
 
     def gone(self) -> None:
         """The peer closed its end: stop writing."""
         self.closed = True
-        self._wake.set()
+        self._settle()
 
     def finish(self) -> None:
         """The stream ended: write what is owed, then end the body."""
         self.flush()
         self.finished = True
-        self._wake.set()
+        self._settle()
 
     def check(self, now: float) -> None:
         """The viewer's timers (about once a second): a peer that went, or
@@ -200,28 +274,24 @@ class FlvStream:
         if self.sink is not None:
             self.sink.check_lag(now)
 
-    async def run(self, send: Callable[[bytes], Awaitable[None]]) -> bool:
-        """Write what is owed until the stream ends (True) or the viewer is
-        dropped or goes (False)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending and not self.closed:
-                data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-                self._pending.clear()
-                self._pending_bytes = 0  # the transport holds them from the first step on
-                self._writing_since = time.monotonic()
-                try:
-                    await send(data)
-                except (ConnectionError, RuntimeError):  # the peer went (aiohttp's kinds)
-                    self.closed = True
-                finally:
-                    self._writing_since = -1.0
-                self.outbox.measure()
-            if self.closed:
-                return False
-            if self.finished:
-                return True
+    async def run(self, send: Callable[[bytes], Coroutine[Any, Any, None]]) -> bool:
+        """Write with ``send`` from now on (what was held first) until the
+        stream ends (True) or the viewer is dropped or goes (False)."""
+        self._send = send
+        if self._pending and self._busy is None:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._write(data)
+        self._settle()
+        try:
+            await self._done.wait()
+        finally:
+            busy = self._busy
+            if busy is not None:  # dropped while a write waits
+                busy.cancel()
+                await asyncio.gather(busy, return_exceptions=True)
+        return not self.closed
 
 
 def _flags(channel: Channel) -> tuple[bool, bool]:
@@ -286,7 +356,7 @@ async def _play(context: ConnectionContext, request: web.Request, key: StreamKey
             except TimeoutError:
                 return refuse(404, "no such stream")
         response: web.StreamResponse
-        send: Callable[[bytes], Awaitable[None]]
+        send: Callable[[bytes], Coroutine[Any, Any, None]]
         if protocol == "ws-flv":
             ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, autoping=True,
                                        compress=False)

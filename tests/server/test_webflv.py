@@ -206,8 +206,14 @@ async def test_the_body_ends_cleanly_when_the_publisher_stops() -> None:
     assert body.endswith(b"\r\n0\r\n\r\n")  # the last chunk: not a cut connection
 
 
-async def test_a_viewer_that_never_reads_is_dropped_and_others_keep_playing() -> None:
-    limits = HubLimits(max_queue=64 * 1024, max_lag=60)
+@pytest.mark.parametrize("max_queue", [64 * 1024, 512 * 1024])
+async def test_a_viewer_that_never_reads_is_dropped_and_others_keep_playing(
+        max_queue: int) -> None:
+    """Bounded either way: with a small max_queue the rule sees the
+    transport's backlog grow after each write; with a large one aiohttp's
+    writes start to wait (the transport paused) and what piles up
+    meanwhile is held, and counted."""
+    limits = HubLimits(max_queue=max_queue, max_lag=60)
     async with Server(port=0, http_port=0, limits=limits) as server:
         publisher = asyncio.create_task(publish_frames(
             f"rtmp://127.0.0.1:{server.port}/live/slow", 600, keyint=25, interval=0.005,
