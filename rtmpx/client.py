@@ -354,7 +354,10 @@ class Client:
                     # a FIN after our last byte; closing at once instead would
                     # reset the connection if the server's data is unread,
                     # and the server would lose the end of what we sent
-                    transport.write_eof()
+                    try:
+                        transport.write_eof()
+                    except OSError:  # the server reset the connection meanwhile
+                        transport.abort()
                 else:
                     transport.close()
         if self._transport is None:

@@ -71,9 +71,11 @@ MERGE_MAX = 64 * 1024
 
 
 class Viewer(Protocol):
-    """A peer served over another protocol than RTMP (an HTTP-FLV viewer,
-    :mod:`rtmpx.server.webflv`): counted in the connection limits, checked
-    by the server's timers with the connections."""
+    """A peer served over another protocol than RTMP (an HTTP-FLV or
+    WebSocket-FLV viewer, :mod:`rtmpx.server.webflv`; an LL-HLS request or
+    live fMP4 stream, :mod:`rtmpx.server.webhls`): counted in the
+    connection limits, checked by the server's timers with the
+    connections, ended by its shutdown."""
 
     @property
     def ip(self) -> str:
@@ -87,6 +89,9 @@ class Viewer(Protocol):
 
     def kick(self, reason: str) -> None:
         """Drop it."""
+
+    def shutdown(self) -> None:
+        """The server closes: finish what is owed (soon), or go at once."""
 
 
 @dataclass(slots=True)
@@ -499,7 +504,11 @@ class Connection(asyncio.BufferedProtocol):
         if not transport.can_write_eof():
             transport.close()
             return
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer reset the connection (its loss is on its way)
+            transport.abort()
+            return
         if not self._reading:
             self._reading = True
             transport.resume_reading()

@@ -1,12 +1,14 @@
 """The server's HTTP side, on aiohttp: live streams for web players, and stats.
 
-:class:`HttpServer` serves ``GET /stats`` (JSON; also ``/`` for now) and
-``GET /metrics`` (Prometheus text) for anything with a ``stats()`` method
+:class:`HttpServer` serves the dashboard (``GET /``, files under
+``/static/``), ``GET /stats`` (JSON) and ``GET /metrics`` (Prometheus text) for anything with a ``stats()`` method
 (a :class:`~rtmpx.Server`, or the supervisor of ``rtmpx serve --workers``,
 whose ``stats()`` is async); given a server's
 :class:`~rtmpx.server.connection.ConnectionContext`, also its live streams:
 ``GET /{app}/{name}.flv``, HTTP-FLV or (with a WebSocket upgrade)
-WebSocket-FLV (:mod:`rtmpx.server.webflv`).  ``rtmpx serve --http-port N`` and
+WebSocket-FLV (:mod:`rtmpx.server.webflv`), ``GET /{app}/{name}.m3u8``
+(LL-HLS, its media under ``/{app}/{name}/``) and ``/{app}/{name}.mp4``
+(live fMP4) (:mod:`rtmpx.server.webhls`).  ``rtmpx serve --http-port N`` and
 ``Server(http_port=N)`` start one next to the RTMP listener;
 ``--stats-port`` is the same server under its old name.
 
@@ -28,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
+from ..errors import RtmpError
 from .stats import HasStats, prometheus_text
-from .webflv import FINISH_TIMEOUT, serve_flv
+from .webflv import serve_flv
 from .webhls import HlsOutputs
 
 if TYPE_CHECKING:
@@ -42,6 +45,9 @@ log = logging.getLogger("rtmpx.http")
 #: Seconds a connection may take to send a whole request, or stay idle
 #: between two.
 REQUEST_TIMEOUT = 10.0
+#: Seconds the HTTP side gives its requests to end when it closes (after
+#: the server ended its viewers, see :meth:`rtmpx.Server.close`).
+SHUTDOWN_TIMEOUT = 1.0
 
 
 class HttpServer:
@@ -84,10 +90,10 @@ class HttpServer:
             app.router.add_get(r"/{app}/{name:[^/]+}.mp4", self.hls.stream)
             app.router.add_get(r"/{app}/{name}/{file}", self.hls.media)
         # keepalive_timeout is also how long aiohttp waits for a request's head;
-        # viewers finish within FINISH_TIMEOUT when the server closes
+        # the viewers are done with when the server closes (Server.close)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                keepalive_timeout=self.request_timeout,
-                               shutdown_timeout=FINISH_TIMEOUT + 1)
+                               shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             sock = _listening_socket(self.host, self.port, self.reuse_port)
@@ -97,7 +103,9 @@ class HttpServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("HTTP on http://%s:%d (/stats, /metrics)", self.host, self.port)
+        log.info("HTTP on http://%s:%d (%s/stats, /metrics)", self.host, self.port,
+                 "dashboard /, web players /APP/STREAM.flv .m3u8 .mp4, "
+                 if self.context is not None else "")
 
     def queued_bytes(self) -> int:
         """Bytes held for viewers outside their connections (the LL-HLS
@@ -120,8 +128,14 @@ class HttpServer:
         await self.close()
 
     async def _collect(self) -> dict[str, Any]:
-        found = self.source.stats()
-        stats: dict[str, Any] = await found if inspect.isawaitable(found) else found
+        """The source's stats; 503 when they cannot be had (a worker whose
+        supervisor does not answer in time)."""
+        try:
+            found = self.source.stats()
+            stats: dict[str, Any] = await found if inspect.isawaitable(found) else found
+        except (RtmpError, TimeoutError, ConnectionError) as exc:
+            log.warning("stats unavailable: %s", str(exc)[:200])
+            raise web.HTTPServiceUnavailable(text="stats unavailable\n") from None
         return stats
 
     async def _stats(self, request: web.Request) -> web.Response:

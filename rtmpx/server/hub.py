@@ -101,13 +101,16 @@ def fan_out(packet: Packet, gates: list[Gate], now: float) -> None:
 class StreamKey(NamedTuple):
     """A stream's identity: application and stream name, kept apart (app
     ``live`` + name ``a/b`` is not app ``live/a`` + name ``b``).  ``str()``
-    gives ``app/name`` for people to read."""
+    gives ``app/name`` for people to read (and to log: control
+    characters, such as a line break that would forge a log line, are
+    escaped)."""
 
     app: str
     name: str
 
     def __str__(self) -> str:
-        return f"{self.app}/{self.name}"
+        text = f"{self.app}/{self.name}"
+        return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

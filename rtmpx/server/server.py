@@ -383,6 +383,7 @@ class Server:
             for conn in connections:
                 if not conn.lost.done():
                     conn.abort()
+        await self._end_viewers(timeout)
         await self.recordings.close(6 * timeout)
         await self.tasks.wait(timeout)
         if self._ticker is not None:
@@ -390,6 +391,20 @@ class Server:
         if self.http is not None:
             await self.http.close()
         log.info("server closed")
+
+    async def _end_viewers(self, timeout: float) -> None:
+        """HTTP viewers finish what they owe (``timeout`` seconds at most);
+        those left are dropped."""
+        viewers = self.context.viewers
+        for viewer in list(viewers):
+            viewer.shutdown()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while viewers and loop.time() < until:
+            await asyncio.sleep(0.05)
+        for viewer in list(viewers):
+            viewer.kick("shutdown")
+        viewers.clear()
 
     async def _let_clients_reconnect(self, grace: float, tc_url: str | None) -> None:
         """Ask the clients that can to reconnect; wait (``grace`` seconds at
@@ -512,4 +527,6 @@ class Server:
     def stats(self) -> dict[str, Any]:
         """Streams, publishers, players, bytes in/out, drops and lag, as a dict."""
         uptime = time.monotonic() - self.started_at if self.started_at else 0.0
-        return collect(self.hub, self.connections, uptime, viewers=len(self.context.viewers))
+        stats = collect(self.hub, self.connections, uptime, viewers=len(self.context.viewers))
+        stats["rtmp_port"] = self.port
+        return stats

@@ -257,6 +257,9 @@ class FlvStream:
         self.finished = True
         self._settle()
 
+    def shutdown(self) -> None:
+        self.finish()
+
     def check(self, now: float) -> None:
         """The viewer's timers (about once a second): a peer that went, or
         that has not taken what it was sent for ``idle_timeout`` seconds."""
@@ -377,6 +380,7 @@ async def _play(context: ConnectionContext, request: web.Request, key: StreamKey
         context.hub.unsubscribe(channel, viewer)
         if reader is not None:
             reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
     if completed:
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
             async with asyncio.timeout(FINISH_TIMEOUT):

@@ -37,12 +37,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..hls import Availability, HLSConfig, Packager
+from ..hls import Availability, HLSConfig, Packager, PartInfo
 from .connection import ConnectionContext
 from .hub import Channel, Packet, Publication, StreamKey
 from .limits import limit_hit
 from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
-from .webflv import FINISH_TIMEOUT
+from .webflv import FINISH_TIMEOUT, PULL_WAIT
 
 __all__ = ["IDLE_SECONDS", "MAX_PARTS_BEHIND", "REPUBLISH_GRACE", "HlsOutput", "HlsOutputs"]
 
@@ -56,6 +56,18 @@ REPUBLISH_GRACE = 5.0
 #: Parts a live fMP4 viewer may fall behind before it skips to the newest
 #: keyframe.
 MAX_PARTS_BEHIND = 8
+
+#: Streams with a packager at most (each holds up to HLSConfig.max_bytes).
+MAX_OUTPUTS = 256
+#: Seconds an ``on_play`` yes for a query string is remembered, and how many
+#: query strings a stream remembers.
+ALLOWED_SECONDS = 10.0
+MAX_ALLOWED = 1024
+#: A query string carried into playlists: this long at most, of URI-safe
+#: characters only (no quotes, no line breaks).
+MAX_QUERY = 1024
+_SAFE_QUERY = re.compile(r"[A-Za-z0-9._~%&=+:,;/@!*'()-]*")
+_URI = re.compile(r'URI="([^"]*)"')
 
 _MEDIA = re.compile(r"(?:init(?:-(\d{1,9}))?\.mp4|(\d{1,12})\.m4s|(\d{1,12})\.(\d{1,6})\.m4s)")
 
@@ -77,6 +89,8 @@ class HlsOutput:
         self.last_request = time.monotonic()
         self._changed = asyncio.Event()
         self._ending: asyncio.TimerHandle | None = None
+        #: query strings ``on_play`` allowed, until when
+        self.allowed: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"<HlsOutput {self.key}>"
@@ -135,24 +149,30 @@ class HlsOutput:
 
 
 class _Waiter:
-    """A request that waits (or a live fMP4 stream), as a viewer of the
-    connection limits."""
+    """A request being answered (a playlist or part that waits, a live
+    fMP4 stream), as a viewer: counted in the connection limits, its
+    transport's backlog in the memory budget; kicked, it is cancelled."""
 
-    __slots__ = ("ip", "task")
+    __slots__ = ("ip", "task", "transport")
 
-    def __init__(self, ip: str) -> None:
-        self.ip = ip
+    def __init__(self, request: web.Request) -> None:
+        self.ip = peer_of(request)[1]
+        self.transport = request.transport
         self.task = asyncio.current_task()
 
     def check(self, now: float) -> None:
         pass
 
     def queued_bytes(self) -> int:
-        return 0
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def kick(self, reason: str) -> None:
         if self.task is not None:
             self.task.cancel()
+
+    def shutdown(self) -> None:
+        self.kick("shutdown")  # a long poll or an endless stream: nothing is owed
 
 
 class HlsOutputs:
@@ -163,6 +183,7 @@ class HlsOutputs:
         self.context = context
         self.config = config or HLSConfig()
         self.outputs: dict[StreamKey, tuple[HlsOutput, Channel]] = {}
+        self.closed = False
         self._reaper: asyncio.Task[None] | None = None
 
     def queued_bytes(self) -> int:
@@ -170,7 +191,8 @@ class HlsOutputs:
         return sum(output.queued_bytes for output, _ in self.outputs.values())
 
     def close(self) -> None:
-        """Stop every packager."""
+        """Stop every packager (and start no more)."""
+        self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
@@ -178,9 +200,11 @@ class HlsOutputs:
             self._drop(key)
 
     def _drop(self, key: StreamKey) -> None:
-        output, channel = self.outputs.pop(key)
-        output.stop()
-        self.context.hub.unsubscribe(channel, output)
+        found = self.outputs.pop(key, None)
+        if found is not None:
+            output, channel = found
+            output.stop()
+            self.context.hub.unsubscribe(channel, output)
 
     async def _reap(self) -> None:
         while True:
@@ -197,7 +221,8 @@ class HlsOutputs:
         if found is not None:
             found[0].last_request = time.monotonic()
             return found[0]
-        if not start or not findable(self.context, key):
+        if not start or self.closed or not findable(self.context, key) \
+                or len(self.outputs) >= MAX_OUTPUTS or key.name in (".", ".."):
             return None
         # the playlist is /app/name.m3u8: its media are under /app/name/
         prefix = quote(key.name, safe="") + "/"
@@ -212,23 +237,69 @@ class HlsOutputs:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def _opened(self, request: web.Request) -> HlsOutput | web.Response:
+    async def _opened(self, request: web.Request,
+                      waiter: _Waiter) -> HlsOutput | web.Response:
         """The packager of the stream a playlist or stream request names
-        (started if need be), or the refusal: 404 for a stream nobody
-        publishes, 503 at the limits, 403 from ``on_play``."""
+        (started if need be, and fed: a stream pulled from elsewhere takes
+        up to :data:`PULL_WAIT` seconds to come), or the refusal: 404 for a
+        stream nobody publishes, 503 at the limits, 403 from ``on_play``.
+        ``waiter`` counts the request from the start."""
         key = stream_key(request)
         if key is None or self.output(key, start=False) is None and \
                 not findable(self.context, key):
             return refuse(404, "no such stream")
-        refused = admit(self.context, request) or await allowed(self.context, request, key)
+        refused = admit(self.context, request)
+        if refused is not None:
+            return refused
+        self.context.viewers.add(waiter)  # counted from now on, on_play included
+        refused = await self._allowed(request, key)
         if refused is not None:
             return refused
         output = self.output(key, start=True)
-        return output if output is not None else refuse(404, "no such stream")
+        if output is None:
+            return refuse(404, "no such stream")
+        _remember(output, request)  # on_play said yes (the output may be new)
+        if output.packager is None:  # pulled from a sibling or an origin: it may not come
+            loop = asyncio.get_running_loop()
+            until = loop.time() + PULL_WAIT
+            while output.packager is None and loop.time() < until:
+                await output.changed(until - loop.time())
+            if output.packager is None:
+                if self.outputs.get(key, (None,))[0] is output:
+                    self._drop(key)  # and its pull
+                return refuse(404, "no such stream")
+        return output
+
+    async def _allowed(self, request: web.Request, key: StreamKey) -> web.Response | None:
+        """``on_play``'s answer for a request's query string; a yes is
+        remembered for :data:`ALLOWED_SECONDS` (a player reloads its
+        playlist and fetches parts several times a second: the hook is
+        asked once, not each time)."""
+        raw = request.rel_url.raw_query_string
+        if len(raw) > MAX_QUERY or not _SAFE_QUERY.fullmatch(raw):
+            return refuse(400, "bad query string")
+        query = _carried(raw)
+        found = self.outputs.get(key)
+        now = time.monotonic()
+        if found is not None and found[0].allowed.get(query, 0.0) > now:
+            return None
+        refused = await allowed(self.context, request, key)
+        if refused is None and found is not None:
+            _remember(found[0], request)
+        return refused
 
     async def playlist(self, request: web.Request) -> web.StreamResponse:
-        """``GET /{app}/{name}.m3u8``."""
-        output = await self._opened(request)
+        """``GET /{app}/{name}.m3u8``; the query string (a token, say) is
+        carried into every URI of the playlist, so that its media are asked
+        for with it."""
+        waiter = _Waiter(request)
+        try:
+            return await self._playlist(request, waiter)
+        finally:
+            self.context.viewers.discard(waiter)
+
+    async def _playlist(self, request: web.Request, waiter: _Waiter) -> web.StreamResponse:
+        output = await self._opened(request, waiter)
         if isinstance(output, web.Response):
             return output
         try:
@@ -246,21 +317,37 @@ class HlsOutputs:
             return Availability.READY if packager.segment_count or packager.ended \
                 else Availability.WAIT
 
-        packager = await self._wait(request, output, ready, deadline)
+        packager = await self._wait(output, ready, deadline)
         if isinstance(packager, web.Response):
             return packager
-        return web.Response(body=packager.playlist().encode(), headers={
+        query = _carried(request.rel_url.raw_query_string)
+        text = packager.playlist()
+        if query:
+            text = _with_query(text, query)
+        return web.Response(body=text.encode(), headers={
             **CORS, "Content-Type": "application/vnd.apple.mpegurl",
             "Cache-Control": "no-cache"})
 
     async def media(self, request: web.Request) -> web.StreamResponse:
-        """``GET /{app}/{name}/{file}``: an init segment, segment or part."""
+        """``GET /{app}/{name}/{file}``: an init segment, segment or part
+        (``on_play`` decides on its query string, as for the playlist)."""
+        waiter = _Waiter(request)
+        try:
+            return await self._media(request, waiter)
+        finally:
+            self.context.viewers.discard(waiter)
+
+    async def _media(self, request: web.Request, waiter: _Waiter) -> web.StreamResponse:
         key = stream_key(request)
         match = _MEDIA.fullmatch(request.match_info.get("file", ""))
         output = self.output(key, start=False) if key is not None else None
         if key is None or match is None or output is None:
             return refuse(404, "no such stream or file")
         refused = admit(self.context, request)
+        if refused is not None:
+            return refused
+        self.context.viewers.add(waiter)
+        refused = await self._allowed(request, key)
         if refused is not None:
             return refused
         init, segment, part_msn, part = match.groups()
@@ -274,51 +361,40 @@ class HlsOutputs:
         def ready(packager: Packager) -> Availability:
             return packager.media_ready(msn, number)
 
-        packager = await self._wait(request, output, ready, 3 * self.config.target_duration)
+        packager = await self._wait(output, ready, 3 * self.config.target_duration)
         if isinstance(packager, web.Response):
             return refuse(404, "no such file") if packager.status == 400 else packager
         return _media(packager.segment(msn) if number is None else packager.part(msn, number))
 
-    async def _wait(self, request: web.Request, output: HlsOutput,
-                    ready: Callable[[Packager], Availability],
+    async def _wait(self, output: HlsOutput, ready: Callable[[Packager], Availability],
                     deadline: float) -> Packager | web.Response:
-        """Hold the request until ``ready`` says so (or ``deadline`` passes:
-        503); it counts against the connection limits meanwhile."""
+        """Hold the request until ``ready`` says so (or ``deadline`` passes: 503)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + deadline
-        waiter: _Waiter | None = None
-        try:
-            while True:
-                packager = output.packager
-                if packager is not None:
-                    answer = ready(packager)
-                    if answer is Availability.READY:
-                        return packager
-                    if answer is Availability.INVALID:
-                        return refuse(400, "never comes")
-                left = until - loop.time()
-                if left <= 0:
-                    return web.Response(status=503, text="not yet\n",
-                                        headers={**CORS, "Retry-After": "1"})
-                if waiter is None:
-                    waiter = _Waiter(peer_of(request)[1])
-                    self.context.viewers.add(waiter)
-                await output.changed(left)
-                output.last_request = time.monotonic()
-        finally:
-            if waiter is not None:
-                self.context.viewers.discard(waiter)
+        while True:
+            packager = output.packager
+            if packager is not None:
+                answer = ready(packager)
+                if answer is Availability.READY:
+                    return packager
+                if answer is Availability.INVALID:
+                    return refuse(400, "never comes")
+            left = until - loop.time()
+            if left <= 0:
+                return web.Response(status=503, text="not yet\n",
+                                    headers={**CORS, "Retry-After": "1"})
+            await output.changed(left)
+            output.last_request = time.monotonic()
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """``GET /{app}/{name}.mp4``: live fMP4 (WebSocket, or a chunked body)."""
-        output = await self._opened(request)
-        if isinstance(output, web.Response):
-            return output
-        if request.method == "HEAD":
-            return web.Response(content_type="video/mp4", headers=CORS)
-        waiter = _Waiter(peer_of(request)[1])
-        self.context.viewers.add(waiter)
+        waiter = _Waiter(request)
         try:
+            output = await self._opened(request, waiter)
+            if isinstance(output, web.Response):
+                return output
+            if request.method == "HEAD":
+                return web.Response(content_type="video/mp4", headers=CORS)
             return await self._stream(request, output)
         finally:
             self.context.viewers.discard(waiter)
@@ -343,21 +419,17 @@ class HlsOutputs:
         packager: Packager | None = None
         sent: tuple[int, int] | None = None   # the last part sent
         init = -1
+        transport = request.transport
         try:
-            while reader is None or not reader.done():
+            while (reader is None or not reader.done()) and \
+                    transport is not None and not transport.is_closing():
                 output.last_request = time.monotonic()
                 if output.packager is not packager:  # a new publication
                     packager, sent, init = output.packager, None, -1
                 if packager is None:
                     await output.changed(1.0)
                     continue
-                parts = packager.parts()
-                todo = [p for p in parts if sent is None or (p.msn, p.part) > sent]
-                if sent is None or len(todo) > MAX_PARTS_BEHIND or \
-                        (todo and todo[0].msn > sent[0] + 1):
-                    # start (again) at the newest keyframe: a newcomer, or one too far behind
-                    keys = [i for i, p in enumerate(parts) if p.independent]
-                    todo = parts[keys[-1]:] if keys else []
+                todo = _next_parts(packager.parts(), sent)
                 for p in todo:
                     if p.init != init:
                         if not websocket and init >= 0:
@@ -389,7 +461,28 @@ class HlsOutputs:
         finally:
             if reader is not None:
                 reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
         return response
+
+
+def _next_parts(parts: list[PartInfo], sent: tuple[int, int] | None) -> list[PartInfo]:
+    """What a live fMP4 viewer gets next, having had ``sent`` last: the
+    parts after it; a newcomer, or one whose next part is gone, or one more
+    than :data:`MAX_PARTS_BEHIND` behind, from the newest part that starts
+    with a keyframe (after ``sent``: never a part twice)."""
+    after = 0
+    if sent is not None:
+        found = [i for i, p in enumerate(parts) if (p.msn, p.part) == sent]
+        if found:
+            after = found[0] + 1
+            if len(parts) - after <= MAX_PARTS_BEHIND:
+                return parts[after:]
+        elif parts and (parts[0].msn, parts[0].part) <= sent:
+            return [p for p in parts if (p.msn, p.part) > sent]  # nothing gone
+    keys = [i for i, p in enumerate(parts) if p.independent and i >= after]
+    if keys:
+        return parts[keys[-1]:]
+    return parts[after:] if sent is not None else []
 
 
 async def _end(response: web.StreamResponse) -> web.StreamResponse:
@@ -412,8 +505,37 @@ async def _until_closed(ws: web.WebSocketResponse) -> None:
 def _media(data: bytes | None) -> web.Response:
     if data is None:
         return refuse(404, "no such file")
+    # no caching: a later publication's packager uses the same names
     return web.Response(body=data, headers={**CORS, "Content-Type": "video/mp4",
-                                            "Cache-Control": "max-age=60"})
+                                            "Cache-Control": "no-cache"})
+
+
+def _remember(output: HlsOutput, request: web.Request) -> None:
+    """``on_play`` allowed the request's query string for ``output``'s
+    stream: ask it again only after :data:`ALLOWED_SECONDS`."""
+    cache = output.allowed
+    if len(cache) >= MAX_ALLOWED:
+        cache.clear()
+    cache[_carried(request.rel_url.raw_query_string)] = time.monotonic() + ALLOWED_SECONDS
+
+
+def _carried(query: str) -> str:
+    """The part of a query string that the playlist's URIs carry (and
+    ``on_play`` is asked about): all but the ``_HLS_`` directives."""
+    return "&".join(item for item in query.split("&") if item and not item.startswith("_HLS_"))
+
+
+def _with_query(playlist: str, query: str) -> str:
+    """``playlist`` with ``?query`` after every URI (a segment line, or a
+    ``URI="..."`` attribute); ``query`` is checked safe (:data:`_SAFE_QUERY`)."""
+    lines = []
+    for line in playlist.splitlines():
+        if line and not line.startswith("#"):
+            line += "?" + query
+        elif 'URI="' in line:
+            line = _URI.sub(lambda m: f'URI="{m.group(1)}?{query}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _int_param(request: web.Request, name: str) -> int | None:

@@ -66,12 +66,14 @@ from .relay import Puller
 from .server import Server
 
 __all__ = ["CLAIM_TIMEOUT", "LINGER", "MAX_STATS_PLAYERS", "MAX_STATS_STREAMS", "ClusterStats",
-           "Supervisor", "Worker", "aggregate_stats"]
+           "Supervisor", "Worker", "aggregate_stats", "fit_stats"]
 
 log = logging.getLogger("rtmpx.workers")
 
 #: Seconds a pull from a sibling outlives its last local player.
 LINGER = 3.0
+#: Seconds the cluster's stats a worker got from its supervisor serve again.
+CLUSTER_STATS_AGE = 1.0
 #: Seconds a claim with replace waits for the old owner to let go.
 CLAIM_TIMEOUT = 5.0
 #: Seconds a worker may take to start and say it is ready.
@@ -103,6 +105,15 @@ def _reserve(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def fit_stats(stats: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``stats`` with streams left out (the last ones first) until its JSON
+    takes at most ``limit`` bytes; then ``"truncated": true``."""
+    while len(json.dumps(stats)) > limit and stats.get("streams"):
+        streams = stats["streams"]
+        stats = {**stats, "streams": streams[:len(streams) // 2], "truncated": True}
+    return stats
 
 
 def _key(message: Message) -> StreamKey:
@@ -164,6 +175,7 @@ class Worker:
         self.pulls: dict[StreamKey, _Pull] = {}
         self.closing = False
         self._pending: dict[StreamKey, int] = {}    # claims under way
+        self._cluster_stats: tuple[float, asyncio.Future[dict[str, Any]]] | None = None
         self._context: ConnectionContext | None = None
 
     @classmethod
@@ -182,7 +194,18 @@ class Worker:
 
     async def cluster_stats(self) -> dict[str, Any]:
         """The whole cluster's stats, from the supervisor (what ``/stats``
-        on a worker's HTTP port serves: every worker's, as one server's)."""
+        on a worker's HTTP port serves: every worker's, as one server's).
+        Requests within :data:`CLUSTER_STATS_AGE` seconds share one answer
+        (each asks every worker).  Raises RtmpError, TimeoutError or
+        ConnectionError when there is none."""
+        now = time.monotonic()
+        cached = self._cluster_stats
+        if cached is None or now - cached[0] > CLUSTER_STATS_AGE or \
+                (cached[1].done() and cached[1].exception() is not None):
+            cached = self._cluster_stats = (now, asyncio.ensure_future(self._ask_stats()))
+        return await asyncio.shield(cached[1])
+
+    async def _ask_stats(self) -> dict[str, Any]:
         if self.channel is None or self.channel.closed:
             raise RtmpError("the supervisor is gone")
         answer = await self.channel.request({"op": "cluster_stats"}, 10.0)
@@ -779,7 +802,7 @@ class Supervisor:
         return None
 
     async def _cluster_stats(self) -> Message:
-        return {"stats": await self.stats()}
+        return {"stats": fit_stats(await self.stats(), MAX_LINE - 4096)}
 
     def _lost(self, child: _Child, channel: ControlChannel | None) -> None:
         """A worker's channel closed (it died or stopped): its keys are free."""
@@ -867,4 +890,5 @@ class Supervisor:
                                 "connections": answer["stats"]["connections"]})
         stats = aggregate_stats(found, time.monotonic() - self.started_at)
         stats["workers"] = workers
+        stats["rtmp_port"] = self.port
         return stats

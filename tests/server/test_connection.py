@@ -8,6 +8,8 @@ import asyncio
 import math
 import socket
 import ssl
+import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -732,3 +734,36 @@ async def test_a_tls_player_that_stops_reading_is_bounded(certificate: tuple[Pat
         assert sink.closed and sink.gate.kicked == "queue"
         assert peak < 4 * limits.max_queue
         writer.transport.abort()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST), not a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+async def test_closing_a_connection_the_peer_just_reset_does_not_raise() -> None:
+    """Regression: Connection.close() raised OSError (ENOTCONN from
+    write_eof) for a peer whose reset the event loop had not seen yet, and
+    Server.close() stopped half way."""
+    async with Server(port=0) as server:
+        peer = socket.create_connection(("127.0.0.1", server.port))
+        await wait_for(lambda: len(server.connections) == 1)
+        (conn,) = server.connections
+        _reset(peer)
+        time.sleep(0.05)  # noqa: ASYNC251 - the reset arrives; the loop must not run
+        conn.close()   # raised OSError
+        await asyncio.wait_for(conn.lost, 5)
+
+
+async def test_a_client_closing_after_the_server_reset_does_not_raise() -> None:
+    async with Server(port=0) as server:
+        client = await rtmpx.connect(f"rtmp://127.0.0.1:{server.port}/live", timeout=5)
+        await wait_for(lambda: len(server.connections) == 1)
+        (conn,) = server.connections
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.transport.abort()
+        time.sleep(0.05)  # noqa: ASYNC251 - as above: the loop must not see it
+        await asyncio.wait_for(client.close(), 10)

@@ -113,3 +113,16 @@ async def test_stats_list_a_stream_s_recordings(tmp_path: Path) -> None:
         assert Path(recordings[0]["path"]).parent == tmp_path / "live"
         assert recordings[0]["path"].endswith(".flv")
         await publisher
+
+
+async def test_stats_that_cannot_be_had_are_a_503() -> None:
+    """Regression: a worker whose supervisor did not answer (or answered
+    an error) made /stats and /metrics a 500 with a traceback."""
+
+    class Silent:
+        async def stats(self) -> dict[str, object]:
+            raise TimeoutError
+
+    async with HttpServer(Silent(), port=0) as http:
+        for path in ("/stats", "/metrics"):
+            assert (await _get(http.port, path))[0] == 503

@@ -635,3 +635,10 @@ def test_a_subscriber_with_a_gate_of_its_own_making_is_served_one_by_one() -> No
     assert [g[2] for g in conn.received() if g[0] == 9] == [AVC_SEQ, AVC_KEY, AVC_INTER]
     hub.unsubscribe(channel, odd)
     assert channel.others == [] and len(channel.gates) == 1
+
+
+def test_a_stream_key_reads_on_one_line() -> None:
+    """A name with a line break cannot forge a log line (str() is what logs show)."""
+    assert str(StreamKey("live", "cam")) == "live/cam"
+    assert str(StreamKey("live", "caméra")) == "live/caméra"
+    assert "\n" not in str(StreamKey("live", "a\nINFO forged")) == "live/a\\nINFO forged"

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from rtmpx.hls import Packager
-from rtmpx.server import Server, webhls
+from rtmpx.hls import Packager, PartInfo
+from rtmpx.server import HubLimits, Server, webhls
 
 from ..peers import (
     debian_tool,
@@ -241,3 +243,133 @@ async def test_a_publisher_that_comes_back_goes_on_in_the_same_playlist(
         await wait_for(lambda: packager.ended, timeout=5)  # gone for good: it ends
         async with http.get(playlist) as response:
             assert (await response.text()).rstrip().endswith("#EXT-X-ENDLIST")
+
+
+async def test_an_edge_answers_404_for_streams_its_origin_lacks_and_keeps_nothing() -> None:
+    """Regression: on an edge (pull=), a .mp4 request for a stream the
+    origin lacks streamed headers and waited forever (a connection slot and
+    a pull held after the client left); .m3u8 requests for made-up names
+    each left a packager and a pull for 30 s."""
+    async with Server(port=0) as origin, \
+            Server(port=0, http_port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge, \
+            aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{edge.http_port}/live"
+        answers = await asyncio.gather(*(http.get(f"{base}/none{i}.m3u8") for i in range(3)),
+                                       http.get(f"{base}/none.mp4"))
+        assert [a.status for a in answers] == [404, 404, 404, 404]
+        for answer in answers:
+            answer.release()
+        assert edge.http is not None and edge.http.hls is not None
+        assert not edge.http.hls.outputs and not edge.context.viewers
+        await wait_for(lambda: edge.relays is not None and not edge.relays.pullers)
+
+
+async def test_media_are_asked_for_with_the_playlist_s_query_and_on_play_decides() -> None:
+    """Regression: init, segments and parts were served to anyone once a
+    viewer allowed by on_play had started the stream's packager."""
+    asked: list[str] = []
+
+    def on_play(request: Any) -> bool:
+        asked.append(request.query)
+        return request.params.get("token") == "good"
+
+    async with Server(port=0, http_port=0, on_play=on_play) as server, \
+            aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/k", 300, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "k"))) is not None and c.live)
+        base = f"http://127.0.0.1:{server.http_port}/live/k"
+        async with http.get(f"{base}.m3u8?token=good") as response:
+            assert response.status == 200
+            text = await response.text()
+        assert 'URI="k/init.mp4?token=good"' in text and "\nk/0.m4s?token=good\n" in text
+        for path in ("/init.mp4", "/0.m4s", "/0.0.m4s"):
+            async with http.get(base + path) as response:
+                assert response.status == 403, path
+            async with http.get(base + path + "?token=bad") as response:
+                assert response.status == 403, path
+            async with http.get(base + path + "?token=good") as response:
+                assert response.status == 200, path
+        async with http.get(f"{base}.m3u8?token=good&_HLS_msn=0") as response:
+            assert response.status == 200  # a blocking reload: the hook is not asked again
+        assert asked.count("token=good") == 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+        writer.write(b'GET /live/k.m3u8?token=good&a="b HTTP/1.1\r\nHost: x\r\n'
+                     b"Connection: close\r\n\r\n")
+        head = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert head.split()[1] == b"400"  # nothing unsafe goes into a playlist
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_requests_waiting_for_on_play_count_against_the_limits() -> None:
+    """Regression: with an async on_play, every concurrent HLS request
+    passed the connection limit before any was counted."""
+    async def on_play(request: Any) -> bool:
+        await asyncio.sleep(0.3)
+        return True
+
+    async with Server(port=0, http_port=0, on_play=on_play, max_connections=4) as server, \
+            aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/w", 300, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "w"))) is not None and c.live)
+        url = f"http://127.0.0.1:{server.http_port}/live/w.m3u8"
+        answers = await asyncio.gather(*(http.get(url) for _ in range(12)))
+        statuses = sorted(a.status for a in answers)
+        for answer in answers:
+            answer.release()
+        # the publisher is one connection: three requests at a time at most
+        assert statuses.count(503) >= 9 and statuses.count(200) >= 1
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+
+
+def _part(msn: int, part: int, independent: bool = False) -> PartInfo:
+    return PartInfo(msn, part, 0, independent, b"")
+
+
+async def test_a_live_fmp4_viewer_never_gets_a_part_twice() -> None:
+    """Regression: one more than MAX_PARTS_BEHIND behind restarted at the
+    newest keyframe even when that was before what it had (a long GOP)."""
+    parts = [_part(0, i, i == 0) for i in range(20)]
+    assert webhls._next_parts(parts, None) == parts  # from the keyframe
+    assert webhls._next_parts(parts, (0, 2)) == parts[3:]  # far behind, no later keyframe
+    parts[15] = _part(0, 15, True)
+    assert webhls._next_parts(parts, (0, 2)) == parts[15:]  # skips to the later keyframe
+    assert webhls._next_parts(parts, (0, 14)) == parts[15:]
+    assert webhls._next_parts(parts[10:], (0, 3)) == parts[15:]  # its next part is gone
+    assert webhls._next_parts(parts[16:], (0, 3)) == parts[16:]  # gone, no keyframe: go on
+    assert webhls._next_parts(parts, (0, 19)) == []
+    assert webhls._next_parts([_part(0, i) for i in range(3)], None) == []  # wait for one
+
+
+async def test_server_close_is_bounded_with_viewers_that_do_not_read() -> None:
+    """Regression: Server.close() took about 13 s with one HTTP-FLV viewer
+    that did not read, whatever its timeout."""
+    limits = HubLimits(max_queue=4 * 1024 * 1024)
+    server = Server(port=0, http_port=0, limits=limits)
+    await server.start()
+    publisher = asyncio.create_task(publish_frames(
+        f"rtmp://127.0.0.1:{server.port}/live/c", 3000, keyint=25, interval=0.002,
+        size=20_000))
+    await wait_for(lambda: (c := server.hub.get(("live", "c"))) is not None and c.live)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.http_port))
+    _, writer = await asyncio.open_connection(sock=sock)
+    writer.write(b"GET /live/c.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+    waiting = asyncio.create_task(asyncio.open_connection("127.0.0.1", server.http_port))
+    await wait_for(lambda: any(getattr(v, "_busy", None) is not None
+                               for v in server.context.viewers))  # its writes wait
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(server.close(timeout=1.0), 30)
+    assert loop.time() - began < 4.0
+    assert not server.context.viewers
+    writer.close()
+    (await waiting)[1].close()
+    publisher.cancel()
+    await asyncio.gather(publisher, return_exceptions=True)

@@ -580,3 +580,15 @@ def test_the_servers_timers_cover_the_internal_connections() -> None:
                 await wait_for(lambda: not internal.connections)
 
     asyncio.run(main())
+
+
+def test_the_cluster_s_stats_fit_a_control_message() -> None:
+    """Regression: past 1 MiB of JSON the supervisor's answer to a worker's
+    /stats was refused ("answer too long"): now streams are left out."""
+    stream = {"key": "live/x", "players": [{"peer": "p" * 100}] * 1000}
+    stats = {"uptime": 1.0, "streams": [dict(stream, key=f"live/{i}") for i in range(20)]}
+    fitted = workers.fit_stats(stats, MAX_LINE - 4096)
+    assert len(json.dumps(fitted)) <= MAX_LINE - 4096
+    assert fitted["truncated"] and 0 < len(fitted["streams"]) < 20
+    assert fitted["streams"][0]["key"] == "live/0"
+    assert workers.fit_stats({"streams": []}, 100) == {"streams": []}
