@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_sync(args: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+    """Run a peer to its end (killed after ``timeout``), its output captured."""
+    return subprocess.run(list(args), capture_output=True, timeout=timeout, check=False)
+
+
+def encode_flv_files(folder: Path, cases: dict[str, list[str]], seconds: float,
+                     parallel: int = 2) -> dict[str, Path]:
+    """An FLV file per case (FFmpeg 9 input and encoding arguments), ``seconds``
+    long, encoded ``parallel`` at a time: those that FFmpeg made."""
+    ffmpeg = ffmpeg_exe()
+    jobs = {name: [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args,
+                   "-t", str(seconds), "-f", "flv", str(folder / f"{name}.flv")]
+            for name, args in cases.items()}
+    with ThreadPoolExecutor(parallel) as pool:
+        done = dict(zip(jobs, pool.map(run_sync, jobs.values()), strict=True))
+    return {name: folder / f"{name}.flv" for name, proc in done.items() if proc.returncode == 0}
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rtmpx.errors import ProtocolError
 from rtmpx.flv import read_tags
 from rtmpx.media import Frame, parse_audio, parse_video
 
+from . import peers
 from .peers import AAC_SEQ, AVC_SEQ, ffmpeg_exe
 
 H = bytes.fromhex
@@ -458,22 +458,12 @@ CASES = {
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
+    return peers.run_sync(args, TIMEOUT)
 
 
 @pytest.fixture(scope="module")
 def flv_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    ffmpeg = ffmpeg_exe()
-    out = tmp_path_factory.mktemp("fmp4")
-    jobs = {name: [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args, "-t", "1",
-                   "-f", "flv", str(out / f"{name}.flv")] for name, args in CASES.items()}
-    with ThreadPoolExecutor(3) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs.values()), strict=True))
-    files = {}
-    for name, proc in results.items():
-        if proc.returncode == 0:
-            files[name] = out / f"{name}.flv"
-    return files
+    return peers.encode_flv_files(tmp_path_factory.mktemp("fmp4"), CASES, 1, 3)
 
 
 def coded(frame: Frame) -> bool:

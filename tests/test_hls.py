@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from rtmpx.errors import InvalidStateError
 from rtmpx.flv import read_tags
 from rtmpx.hls import Availability, HLSConfig, Packager
 
+from . import peers
 from .peers import AAC_SEQ, AVC_SEQ, aac_frame, avc_frame, ffmpeg_exe
 from .test_fmp4 import AVCC_160x120, HVCC_176x100, avc_seq, hevc_seq, parse_fragment
 
@@ -505,18 +505,12 @@ CASES = {
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
+    return peers.run_sync(args, TIMEOUT)
 
 
 @pytest.fixture(scope="module")
 def flv_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    ffmpeg = ffmpeg_exe()
-    out = tmp_path_factory.mktemp("hls")
-    jobs = {name: [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args, "-t", "2",
-                   "-f", "flv", str(out / f"{name}.flv")] for name, args in CASES.items()}
-    with ThreadPoolExecutor(2) as pool:
-        results = dict(zip(jobs, pool.map(run, jobs.values()), strict=True))
-    return {name: out / f"{name}.flv" for name, proc in results.items() if proc.returncode == 0}
+    return peers.encode_flv_files(tmp_path_factory.mktemp("hls"), CASES, 2, 2)
 
 
 def package(flv: Path, folder: Path, max_segments: int) -> tuple[Packager, int, int]:
