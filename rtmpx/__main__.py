@@ -411,10 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=1935, help="port to listen on (1935)")
     serve.add_argument("--record", metavar="DIR", help="record every stream to DIR/app/name-TIME.flv")
     serve.add_argument("--http-port", type=int, metavar="N",
-                       help="HTTP on the same host as RTMP, port N: JSON stats (/stats), "
+                       help="HTTP on the same host as RTMP, port N: the dashboard (/), "
+                            "web players (/APP/STREAM.flv: HTTP-FLV and WebSocket-FLV, "
+                            ".m3u8: LL-HLS, .mp4: live fMP4), JSON stats (/stats), "
                             "Prometheus text (/metrics)")
     serve.add_argument("--stats-port", type=int, metavar="N",
-                       help="the same HTTP server on --stats-host, port N (its first name)")
+                       help="the same HTTP server on --stats-host, port N (its first "
+                            "name; with --workers, the supervisor's: stats only)")
     serve.add_argument("--stats-host", default="127.0.0.1",
                        help="address of --stats-port (127.0.0.1)")
     serve.add_argument("--push", action="append", default=[], metavar="URL",

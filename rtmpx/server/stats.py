@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .. import fmp4
 from ..errors import ProtocolError
@@ -21,7 +21,7 @@ from .hub import Channel, Hub
 from .player import GateSink
 from .recorder import Recorder
 
-__all__ = ["HasStats", "collect", "jsonable", "prometheus_text"]
+__all__ = ["HasStats", "Output", "collect", "jsonable", "prometheus_text"]
 
 log = logging.getLogger("rtmpx.stats")
 
@@ -29,6 +29,14 @@ _MAX_REQUEST = 8192
 _MAX_DEPTH = 8
 _MAX_ITEMS = 200
 _MAX_TEXT = 1000
+
+
+@runtime_checkable
+class Output(Protocol):
+    """A subscriber that is an output of a stream, not one player (an
+    LL-HLS packager): its entry in the stream's ``outputs``."""
+
+    def output_stats(self) -> dict[str, Any]: ...
 
 
 class HasStats(Protocol):
@@ -120,7 +128,10 @@ def collect(hub: Hub, connections: Iterable[Connection], uptime: float, *,
     conns = list(connections)
     for key, channel in sorted(hub.channels.items()):
         players = []
+        outputs = []
         for player in channel.players:
+            if isinstance(player, Output):
+                outputs.append(player.output_stats())
             if not isinstance(player, GateSink):
                 continue
             players.append({
@@ -143,7 +154,8 @@ def collect(hub: Hub, connections: Iterable[Connection], uptime: float, *,
         video, audio = _tracks(channel) if channel.live else (None, None)
         streams.append({"key": str(key), "app": key.app, "name": key.name,
                         "live": channel.live, "publisher": publisher, "video": video,
-                        "audio": audio, "players": players, "recordings": recordings,
+                        "audio": audio, "players": players, "outputs": outputs,
+                        "recordings": recordings,
                         "metadata": jsonable(channel.metadata)})
     return {
         "uptime": uptime,

@@ -33,6 +33,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -134,6 +135,13 @@ class HlsOutput:
         if self.packager is not None and not self.packager.ended:
             self.packager.end()
             self._wake()
+
+    def output_stats(self) -> dict[str, Any]:
+        """What the stats say of it (:class:`rtmpx.server.stats.Output`)."""
+        packager = self.packager
+        return {"kind": "ll-hls", "segments": packager.segment_count if packager else 0,
+                "bytes": self.queued_bytes, "codecs": packager.codecs if packager else "",
+                "ended": bool(packager and packager.ended)}
 
     @property
     def queued_bytes(self) -> int:

@@ -599,14 +599,19 @@ def aggregate_stats(workers: Iterable[dict[str, Any]], uptime: float) -> dict[st
         for stream in stats["streams"]:
             entry = streams.setdefault(stream["key"], {
                 "key": stream["key"], "app": stream["app"], "name": stream["name"],
-                "live": False, "publisher": None, "players": [], "metadata": None})
+                "live": False, "publisher": None, "video": None, "audio": None,
+                "players": [], "outputs": [], "recordings": [], "metadata": None})
             entry["players"].extend(stream["players"])
-            if stream["publisher"] is not None:
-                entry["publisher"] = stream["publisher"]
-                entry["live"] = True
-                entry["metadata"] = stream["metadata"]
+            entry["outputs"].extend(stream.get("outputs") or [])
+            if stream["publisher"] is not None:  # the owner's: what it carries, what it records
+                entry.update(publisher=stream["publisher"], live=True,
+                             metadata=stream["metadata"], video=stream.get("video"),
+                             audio=stream.get("audio"),
+                             recordings=stream.get("recordings") or [])
             elif entry["metadata"] is None:
                 entry["metadata"] = stream["metadata"]
+                entry["video"] = entry["video"] or stream.get("video")
+                entry["audio"] = entry["audio"] or stream.get("audio")
     listed = [streams[key] for key in sorted(streams)]
     players = [player for stream in listed for player in stream["players"]]
     return {**({"truncated": True} if truncated else {}),

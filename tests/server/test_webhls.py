@@ -165,6 +165,9 @@ async def test_a_blocking_reload_returns_only_once_its_part_exists() -> None:
             async with http.get(f"http://127.0.0.1:{server.http_port}{missing}") as gone:
                 assert gone.status == 404, missing
         assert server.http is not None and server.http.queued_bytes() > 0  # in the budget
+        (output,) = server.stats()["streams"][0]["outputs"]
+        assert output["kind"] == "ll-hls" and output["segments"] >= 1
+        assert output["bytes"] > 0 and output["codecs"] == packager.codecs
         publisher.cancel()
         await asyncio.gather(publisher, return_exceptions=True)
 

@@ -215,6 +215,9 @@ def test_http_viewers_on_every_worker_get_every_frame(tmp_path: Path) -> None:
         assert [w["index"] for w in cluster_stats["workers"]] == [0, 1]
         assert {p["protocol"] for s in cluster_stats["streams"] for p in s["players"]} == \
             {"http-flv"}
+        (stream,) = cluster_stats["streams"]   # with what the owner says it carries
+        assert stream["video"]["codec"] == "avc" and stream["audio"]["codec"] == "aac"
+        assert len(stream["recordings"]) == 1 and cluster_stats["rtmp_port"] == c.port
         assert await publisher == total
         for frames in await asyncio.gather(*viewers):
             check_frames(frames, total)

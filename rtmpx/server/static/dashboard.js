@@ -274,6 +274,14 @@ function streamRow(stream, key) {
   } else {
     playersCell.textContent = '0';
   }
+  // outputs that are not one player: the LL-HLS packager, with its segments
+  const outputs = Array.isArray(stream.outputs) ? stream.outputs : [];
+  for (const output of outputs) {
+    if (!output || output.kind !== 'll-hls') continue;
+    const hls = el('span', 'badge off', 'LL-HLS');
+    hls.title = `LL-HLS packaged: ${num(output.segments) ?? 0} segments, ${formatBytes(output.bytes)}`;
+    playersCell.append(' ', hls);
+  }
   row.append(playersCell);
 
   const recordings = Array.isArray(stream.recordings) ? stream.recordings : [];
