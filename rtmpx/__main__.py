@@ -17,6 +17,7 @@ from .errors import RtmpError
 from .pacing import FLUSH_INTERVAL
 
 if TYPE_CHECKING:
+    from .hls import HLSConfig
     from .server.connection import ConnectionContext
     from .server.http import HttpServer
     from .server.hub import StreamKey
@@ -156,6 +157,13 @@ def _make_server(args: argparse.Namespace, **extra: Any) -> Any:
                   on_publish=on_publish, on_play=on_play, **_limit_settings(args), **extra)
 
 
+def _hls(args: argparse.Namespace) -> HLSConfig:
+    """The LL-HLS settings of ``--hls-segment`` and ``--hls-part``."""
+    from .hls import HLSConfig
+
+    return HLSConfig(segment_target=args.hls_segment, part_target=args.hls_part)
+
+
 def _banner(args: argparse.Namespace, port: int, http: list[HttpServer],
             web: Sequence[tuple[str, int]] = ()) -> None:
     """The line that says where the server serves (``web``: HTTP ports
@@ -187,7 +195,7 @@ async def _start_http(source: HasStats, args: argparse.Namespace,
     try:
         for host, port in wanted:
             if port is not None:
-                http = HttpServer(source, host, port, context=context)
+                http = HttpServer(source, host, port, context=context, hls=_hls(args))
                 await http.start()
                 started.append(http)
     except BaseException:
@@ -202,6 +210,10 @@ def _serve(args: argparse.Namespace) -> int:
         return _run(_serve_worker(args))
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    try:
+        _hls(args)
+    except ValueError as exc:
+        raise ValueError(f"--hls-segment/--hls-part: {exc}") from None
     if args.workers > 1:
         return _run(_supervise(args))
     server = _make_server(args)  # hooks and TLS are checked before the loop starts
@@ -278,7 +290,7 @@ async def _serve_worker(args: argparse.Namespace) -> int:
 
             server.context.elsewhere = elsewhere
             http = HttpServer(worker.cluster, server.host, int(web_port), context=server.context,
-                              reuse_port=True)
+                              reuse_port=True, hls=_hls(argparse.Namespace(**worker.settings)))
             await http.start()
         await asyncio.wait([stop, worker.lost], return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -420,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "name; with --workers, the supervisor's: stats only)")
     serve.add_argument("--stats-host", default="127.0.0.1",
                        help="address of --stats-port (127.0.0.1)")
+    serve.add_argument("--hls-segment", type=float, default=2.0, metavar="SECONDS",
+                       help="LL-HLS segments last at least this long, to the next keyframe "
+                            "(2)")
+    serve.add_argument("--hls-part", type=float, default=0.5, metavar="SECONDS",
+                       help="LL-HLS parts (and the preview's fragments) last at most this "
+                            "long (0.5)")
     serve.add_argument("--push", action="append", default=[], metavar="URL",
                        help="republish every live stream to URL (rtmp://host/app), repeatable")
     serve.add_argument("--pull", metavar="URL",

@@ -191,3 +191,11 @@ async def test_publish_follows_a_reconnect_request(sample: Sample, stay: bool) -
         finally:
             proc.terminate()
             await proc.communicate()
+
+
+def test_bad_hls_durations_are_a_clean_error() -> None:
+    proc = subprocess.run(_rtmpx("serve", "--port", "0", "--hls-segment", "1", "--hls-part", "2"),
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode != 0
+    assert "--hls-segment/--hls-part: need 0 < part_target <= segment_target" in proc.stderr
+    assert "Traceback" not in proc.stderr

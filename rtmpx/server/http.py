@@ -36,6 +36,7 @@ from .webflv import serve_flv
 from .webhls import HlsOutputs
 
 if TYPE_CHECKING:
+    from ..hls import HLSConfig
     from .connection import ConnectionContext
 
 __all__ = ["REQUEST_TIMEOUT", "HttpServer"]
@@ -55,18 +56,20 @@ class HttpServer:
     port, see :attr:`port` once started), and the live streams of the
     server whose connection ``context`` is given (``reuse_port``: the port
     is shared with other processes, as the workers of ``rtmpx serve
-    --workers`` share it)."""
+    --workers`` share it; ``hls``: the LL-HLS settings, segment and part
+    durations and bounds, :class:`~rtmpx.hls.HLSConfig`)."""
 
     def __init__(self, source: HasStats, host: str = "127.0.0.1", port: int = 8080, *,
                  request_timeout: float = REQUEST_TIMEOUT,
-                 context: ConnectionContext | None = None, reuse_port: bool = False) -> None:
+                 context: ConnectionContext | None = None, reuse_port: bool = False,
+                 hls: HLSConfig | None = None) -> None:
         if not request_timeout > 0:
             raise ValueError("request_timeout must be positive")
         self.source = source
         self.context = context
         self.reuse_port = reuse_port
         #: the streams' LL-HLS packagers (with a ``context``)
-        self.hls = HlsOutputs(context) if context is not None else None
+        self.hls = HlsOutputs(context, hls) if context is not None else None
         self.host = host
         self.port = port
         self.request_timeout = request_timeout

@@ -40,6 +40,7 @@ from .relay import Relays
 from .stats import collect
 
 if TYPE_CHECKING:
+    from ..hls import HLSConfig
     from .http import HttpServer
 
 __all__ = ["Server"]
@@ -187,8 +188,10 @@ class Server:
     ``http_port``: an HTTP server on ``host:http_port`` (0: a free port)
     starts and stops with this one (:attr:`http`, a
     :class:`~rtmpx.server.http.HttpServer`): the live streams as HTTP-FLV
-    and WebSocket-FLV (``/{app}/{name}.flv``), ``/stats`` (JSON) and
-    ``/metrics`` (Prometheus).
+    and WebSocket-FLV (``/{app}/{name}.flv``), LL-HLS (``.m3u8``, with
+    the settings of ``hls``, an :class:`~rtmpx.hls.HLSConfig`), live fMP4
+    (``.mp4``), the dashboard (``/``), ``/stats`` (JSON) and ``/metrics``
+    (Prometheus).
 
     ``flush_interval``: players' media is written in merged batches, one
     ``writev`` per player at most every ``flush_interval`` seconds (default
@@ -226,7 +229,8 @@ class Server:
                  flush_interval: float = FLUSH_INTERVAL,
                  admit: Callable[[StreamKey, Publisher], bool] | None = None,
                  record_gate: Callable[[Publication], bool] | None = None,
-                 http_port: int | None = None) -> None:
+                 http_port: int | None = None,
+                 hls: HLSConfig | None = None) -> None:
         if duplicate_publish not in ("reject", "replace"):
             raise ValueError("duplicate_publish must be 'reject' or 'replace'")
         self.host = host
@@ -234,6 +238,7 @@ class Server:
         #: the HTTP server on ``host:http_port`` once started (None without ``http_port``)
         self.http: HttpServer | None = None
         self.http_port = http_port
+        self.hls = hls
         self.ssl = ssl
         self.reuse_port = reuse_port
         #: more policy, told of every publication start and end and demand change
@@ -318,7 +323,8 @@ class Server:
         if self.http_port is not None:
             from .http import HttpServer  # aiohttp, only for a server that serves HTTP
 
-            http = HttpServer(self, self.host, self.http_port, context=self.context)
+            http = HttpServer(self, self.host, self.http_port, context=self.context,
+                              hls=self.hls)
             try:
                 await http.start()
             except BaseException:

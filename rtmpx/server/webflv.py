@@ -19,8 +19,10 @@ connection's transport holds plus what waits for the writer.  Viewers count
 against ``max_connections`` and ``max_connections_per_ip``, are asked about
 by ``on_play`` (the query string is the request's), and show in the stats.
 
-An unknown stream (nothing publishes it) is a 404 at once; a server at its
-connection limits answers 503, a play refused by ``on_play`` 403.
+An unknown stream (nothing publishes it) is a 404 at once (one that may
+come from a sibling worker or an edge's origin: after :data:`PULL_WAIT`);
+a server at its connection limits answers 503, a play refused by
+``on_play`` 403.  The body ends with its publication (players reconnect).
 """
 
 from __future__ import annotations
@@ -42,14 +44,15 @@ from .limits import limit_hit
 from .player import GateSink
 from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
 
-__all__ = ["FINISH_TIMEOUT", "FlvStream", "FlvViewer", "serve_flv"]
+__all__ = ["FINISH_TIMEOUT", "PULL_WAIT", "FlvStream", "FlvViewer", "serve_flv"]
 
 log = logging.getLogger("rtmpx.http")
 
 #: Seconds a viewer whose stream ended may take to receive its last bytes.
 FINISH_TIMEOUT = 5.0
-#: Seconds a viewer of a stream live on a sibling process (``rtmpx serve
-#: --workers``) waits for it to come here.
+#: Seconds a viewer of a stream that is not here waits for it to come: one
+#: live on a sibling process (``rtmpx serve --workers``), or at an edge's
+#: origin (``pull``); then a 404.
 PULL_WAIT = 5.0
 #: Bytes of one message a WebSocket-FLV viewer may send us (it has nothing
 #: to say: anything but control frames is ignored).

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rtmpx.hls import Packager, PartInfo
+from rtmpx.hls import HLSConfig, Packager, PartInfo
 from rtmpx.server import HubLimits, Server, webhls
 
 from ..peers import (
@@ -201,12 +201,17 @@ async def test_a_websocket_client_gets_live_fmp4_from_a_keyframe(
 
 async def test_an_idle_packager_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(webhls, "IDLE_SECONDS", 0.6)
-    async with Server(port=0, http_port=0) as server, aiohttp.ClientSession() as http:
+    hls = HLSConfig(segment_target=1.0, part_target=0.25)
+    async with Server(port=0, http_port=0, hls=hls) as server, \
+            aiohttp.ClientSession() as http:
         publisher = asyncio.create_task(publish_frames(
             f"rtmp://127.0.0.1:{server.port}/live/i", 400, keyint=25, interval=0.02))
         await wait_for(lambda: (c := server.hub.get(("live", "i"))) is not None and c.live)
         async with http.get(f"http://127.0.0.1:{server.http_port}/live/i.m3u8") as response:
             assert response.status == 200
+            text = await response.text()
+        assert "#EXT-X-PART-INF:PART-TARGET=0.25\n" in text  # Server(hls=...)
+        assert "#EXT-X-TARGETDURATION:2\n" in text
         channel = server.hub.get(("live", "i"))
         assert channel is not None and len(channel.players) == 1
         await wait_for(lambda: not channel.players, timeout=5)
