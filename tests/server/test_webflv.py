@@ -334,3 +334,35 @@ async def test_an_edge_serves_http_flv_of_a_stream_it_pulls_on_demand() -> None:
         async with http.get(f"http://127.0.0.1:{edge.http_port}/live/none.flv") as response:
             assert response.status == 404   # the origin does not have it either
         await wait_for(lambda: edge.relays is not None and not edge.relays.pullers)
+
+
+@pytest.mark.parametrize(("encoder", "codec"), [
+    (["-c:v", "libsvtav1", "-preset", "12", "-g", "10", "-svtav1-params", "lp=1"], "av1"),
+    (["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "10"], "vp9"),
+])
+async def test_ffmpeg_reads_av1_vp9_and_opus_as_enhanced_http_flv(
+        tmp_path: Path, encoder: list[str], codec: str) -> None:
+    """FFmpeg 9 publishes AV1 or VP9 with Opus over Enhanced RTMP; HTTP-FLV
+    carries the same Enhanced FLV tags, which FFmpeg 9 reads back."""
+    ffmpeg = ffmpeg_exe()
+    async with Server(port=0, http_port=0) as server:
+        publisher = start([
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
+            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3",
+            *encoder, "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "48k", "-f", "flv",
+            f"rtmp://127.0.0.1:{server.port}/live/{codec}"])
+        try:
+            await wait_for(lambda: (c := server.hub.get(("live", codec))) is not None
+                           and c.live and c.gop_bytes > 0, timeout=20)
+            out = tmp_path / "got.flv"
+            viewer = _ffmpeg_reader(ffmpeg,
+                                    f"http://127.0.0.1:{server.http_port}/live/{codec}.flv", out)
+            code, err = await asyncio.to_thread(stop, viewer, 30)
+        finally:
+            await asyncio.to_thread(stop, publisher, 30)
+    assert code == 0, err
+    tags = _tags(out.read_bytes())
+    assert {t.frame().codec for t in tags if t.is_video} == {codec}
+    assert {t.frame().codec for t in tags if t.is_audio} == {"opus"}
+    assert _decode_errors(ffmpeg, out) == ""
