@@ -121,6 +121,7 @@ from .media import Buffer, Frame, parse_audio, parse_video
 
 __all__ = [
     "MAX_PARTS_PER_SEGMENT",
+    "MAX_SEGMENT_SECONDS",
     "PLAYLIST_VERSION",
     "Availability",
     "HLSConfig",
@@ -132,6 +133,8 @@ __all__ = [
 #: tag used here (EXT-X-PART, EXT-X-PRELOAD-HINT, ...) needs more (9 is for
 #: EXT-X-SKIP, not written).
 PLAYLIST_VERSION: Final = 6
+#: The longest segment (or part) an :class:`HLSConfig` may ask for, seconds.
+MAX_SEGMENT_SECONDS: Final = 60.0
 #: A segment is closed when it has this many parts, whatever its duration.
 MAX_PARTS_PER_SEGMENT: Final = 64
 
@@ -205,6 +208,10 @@ class HLSConfig:
     max_gap_ms: int = 10_000
 
     def __post_init__(self) -> None:
+        durations = (self.segment_target, self.part_target, self.max_segment_duration or 1.0)
+        if not all(math.isfinite(d) for d in durations) or \
+                max(durations) > MAX_SEGMENT_SECONDS:
+            raise ValueError(f"durations must be finite and at most {MAX_SEGMENT_SECONDS} s")
         if not 0 < self.part_target <= self.segment_target:
             raise ValueError("need 0 < part_target <= segment_target")
         if self.max_segment_duration is not None and \

@@ -199,3 +199,10 @@ def test_bad_hls_durations_are_a_clean_error() -> None:
     assert proc.returncode != 0
     assert "--hls-segment/--hls-part: need 0 < part_target <= segment_target" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_infinite_hls_durations_are_a_clean_error() -> None:
+    proc = subprocess.run(_rtmpx("serve", "--port", "0", "--hls-segment", "inf",
+                                 "--hls-part", "inf"),
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode != 0 and "finite" in proc.stderr and "Traceback" not in proc.stderr

@@ -125,6 +125,10 @@ class Hooks:
             "on_unpublish": on_unpublish, "on_disconnect": on_disconnect,
         }
 
+    def has(self, name: str) -> bool:
+        """Whether hook ``name`` is set (``ask`` then says yes to everything)."""
+        return self._hooks[name] is not None
+
     async def ask(self, name: str, request: Request) -> tuple[bool, str]:
         """Run a decision hook: (allowed, reason)."""
         hook = self._hooks[name]

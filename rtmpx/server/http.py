@@ -117,11 +117,13 @@ class HttpServer:
 
     async def close(self) -> None:
         """Stop listening and close every HTTP connection."""
-        if self.hls is not None:
-            self.hls.close()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            if self.hls is not None:
+                self.hls.close()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -208,6 +208,10 @@ class FlvStream:
         except (ConnectionError, RuntimeError):  # the peer went (aiohttp's kinds)
             self.gone()
             return
+        except Exception:  # a bug: it costs this viewer only
+            log.exception("%r: write failed: disconnected", self)
+            self.kick("internal error")
+            return
         self._writing_since = time.monotonic()
         self._busy = asyncio.ensure_future(self._finish(_Rest(coro, waiting)))
 
@@ -224,15 +228,22 @@ class FlvStream:
                 await self._send(data)
         except (ConnectionError, RuntimeError):
             self.gone()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: it costs this viewer only
+            log.exception("%r: write failed: disconnected", self)
+            self.kick("internal error")
         finally:
             self._busy = None
             self._writing_since = -1.0
-        self.outbox.measure()
-        self._settle()
+            self.outbox.measure()
+            self._settle()
 
     def _settle(self) -> None:
-        """Tell :meth:`run` when the viewer is done with."""
-        if self.closed or (self.finished and self._busy is None and not self._pending):
+        """Tell :meth:`run` when the viewer is done with: dropped or gone, or
+        finished with nothing owed (nothing is, before the response began)."""
+        if self.closed or (self.finished and self._busy is None
+                           and (not self._pending or self._send is None)):
             self._done.set()
 
     def _media_due(self) -> None:
@@ -279,6 +290,10 @@ class FlvStream:
         self.outbox.measure()
         if self.sink is not None:
             self.sink.check_lag(now)
+
+    async def done(self) -> None:
+        """Wait until the viewer is done with (dropped, gone, or finished)."""
+        await self._done.wait()
 
     async def run(self, send: Callable[[bytes], Coroutine[Any, Any, None]]) -> bool:
         """Write with ``send`` from now on (what was held first) until the
@@ -356,10 +371,18 @@ async def _play(context: ConnectionContext, request: web.Request, key: StreamKey
     viewer.joined = True
     reader: asyncio.Future[None] | None = None
     try:
-        if not channel.live:  # live on a sibling process: wait for its pull
+        if not channel.live:  # live on a sibling or at the origin: wait for its pull
+            started = asyncio.ensure_future(viewer.started.wait())
+            done = asyncio.ensure_future(stream.done())
             try:
-                await asyncio.wait_for(viewer.started.wait(), PULL_WAIT)
-            except TimeoutError:
+                await asyncio.wait({started, done}, timeout=PULL_WAIT,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                started.cancel()
+                done.cancel()
+            if stream.closed or stream.finished:  # dropped, or the server closes
+                return refuse(503, "shutting down" if context.closing else "gone")
+            if not viewer.started.is_set():
                 return refuse(404, "no such stream")
         response: web.StreamResponse
         send: Callable[[bytes], Coroutine[Any, Any, None]]

@@ -90,8 +90,10 @@ class HlsOutput:
         self.last_request = time.monotonic()
         self._changed = asyncio.Event()
         self._ending: asyncio.TimerHandle | None = None
-        #: query strings ``on_play`` allowed, until when
+        #: what ``on_play`` allowed (peer address and query string), until when
         self.allowed: dict[str, float] = {}
+        #: requests waiting for its first publication
+        self.pending = 0
 
     def __repr__(self) -> str:
         return f"<HlsOutput {self.key}>"
@@ -205,7 +207,10 @@ class HlsOutputs:
             self._reaper.cancel()
             self._reaper = None
         for key in list(self.outputs):
-            self._drop(key)
+            try:
+                self._drop(key)
+            except Exception:  # a bug: the others are stopped still
+                log.exception("HLS of %s: error while stopping", key)
 
     def _drop(self, key: StreamKey) -> None:
         found = self.outputs.pop(key, None)
@@ -259,42 +264,49 @@ class HlsOutputs:
         refused = admit(self.context, request)
         if refused is not None:
             return refused
+        if key not in self.outputs and len(self.outputs) >= MAX_OUTPUTS:
+            return refuse(503, f"too many streams packaged (at most {MAX_OUTPUTS})")
         self.context.viewers.add(waiter)  # counted from now on, on_play included
-        refused = await self._allowed(request, key)
+        refused, asked = await self._allowed(request, key)
         if refused is not None:
             return refused
         output = self.output(key, start=True)
         if output is None:
             return refuse(404, "no such stream")
-        _remember(output, request)  # on_play said yes (the output may be new)
+        if asked:  # on_play said yes now (the output may be new)
+            _remember(output, request)
         if output.packager is None:  # pulled from a sibling or an origin: it may not come
             loop = asyncio.get_running_loop()
             until = loop.time() + PULL_WAIT
-            while output.packager is None and loop.time() < until:
-                await output.changed(until - loop.time())
+            output.pending += 1
+            try:
+                while output.packager is None and loop.time() < until:
+                    await output.changed(until - loop.time())
+            finally:
+                output.pending -= 1
             if output.packager is None:
-                if self.outputs.get(key, (None,))[0] is output:
-                    self._drop(key)  # and its pull
+                if not output.pending and self.outputs.get(key, (None,))[0] is output:
+                    self._drop(key)  # and its pull: nobody else waits for it
                 return refuse(404, "no such stream")
         return output
 
-    async def _allowed(self, request: web.Request, key: StreamKey) -> web.Response | None:
-        """``on_play``'s answer for a request's query string; a yes is
-        remembered for :data:`ALLOWED_SECONDS` (a player reloads its
-        playlist and fetches parts several times a second: the hook is
-        asked once, not each time)."""
+    async def _allowed(self, request: web.Request,
+                       key: StreamKey) -> tuple[web.Response | None, bool]:
+        """``on_play``'s answer for a request (None: yes; else the refusal),
+        and whether the hook was asked now.  A yes is remembered for
+        :data:`ALLOWED_SECONDS` per peer address and query string (a player
+        reloads its playlist and fetches parts several times a second: the
+        hook is asked again only then, however often it comes)."""
         raw = request.rel_url.raw_query_string
         if len(raw) > MAX_QUERY or not _SAFE_QUERY.fullmatch(raw):
-            return refuse(400, "bad query string")
-        query = _carried(raw)
+            return refuse(400, "bad query string"), False
+        if not self.context.hooks.has("on_play"):
+            return None, False
         found = self.outputs.get(key)
-        now = time.monotonic()
-        if found is not None and found[0].allowed.get(query, 0.0) > now:
-            return None
-        refused = await allowed(self.context, request, key)
-        if refused is None and found is not None:
-            _remember(found[0], request)
-        return refused
+        if found is not None and found[0].allowed.get(_allowance(request), 0.0) > \
+                time.monotonic():
+            return None, False
+        return await allowed(self.context, request, key), True
 
     async def playlist(self, request: web.Request) -> web.StreamResponse:
         """``GET /{app}/{name}.m3u8``; the query string (a token, say) is
@@ -355,9 +367,11 @@ class HlsOutputs:
         if refused is not None:
             return refused
         self.context.viewers.add(waiter)
-        refused = await self._allowed(request, key)
+        refused, asked = await self._allowed(request, key)
         if refused is not None:
             return refused
+        if asked:
+            _remember(output, request)
         init, segment, part_msn, part = match.groups()
         if segment is None and part_msn is None:  # an init segment
             index = int(init or 0)
@@ -518,13 +532,20 @@ def _media(data: bytes | None) -> web.Response:
                                             "Cache-Control": "no-cache"})
 
 
+def _allowance(request: web.Request) -> str:
+    """What an ``on_play`` yes is remembered by: the peer's address and the
+    query string it carries."""
+    return f"{peer_of(request)[1]} {_carried(request.rel_url.raw_query_string)}"
+
+
 def _remember(output: HlsOutput, request: web.Request) -> None:
-    """``on_play`` allowed the request's query string for ``output``'s
-    stream: ask it again only after :data:`ALLOWED_SECONDS`."""
+    """``on_play`` said yes to the request just now: for ``output``'s
+    stream it is not asked again about that address and query string for
+    :data:`ALLOWED_SECONDS`."""
     cache = output.allowed
     if len(cache) >= MAX_ALLOWED:
         cache.clear()
-    cache[_carried(request.rel_url.raw_query_string)] = time.monotonic() + ALLOWED_SECONDS
+    cache[_allowance(request)] = time.monotonic() + ALLOWED_SECONDS
 
 
 def _carried(query: str) -> str:

@@ -366,3 +366,67 @@ async def test_ffmpeg_reads_av1_vp9_and_opus_as_enhanced_http_flv(
     assert {t.frame().codec for t in tags if t.is_video} == {codec}
     assert {t.frame().codec for t in tags if t.is_audio} == {"opus"}
     assert _decode_errors(ffmpeg, out) == ""
+
+
+class _Transport:
+    """What FlvStream asks of its transport."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_a_write_that_fails_unexpectedly_costs_that_viewer_only() -> None:
+    """Regression: an exception other than the peer going, raised by a
+    write that had waited, left bytes held and never written (later ones
+    went first) and run() waiting for ever after finish()."""
+    async with Server(port=0) as server:
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        wire: list[bytes] = []
+
+        async def send(data: bytes) -> None:
+            wire.append(data)
+            if data == b"A":
+                await gate  # waits for the peer, as aiohttp's drain does
+
+        transport = _Transport()
+        stream = FlvStream(server.context, "peer", "127.0.0.1", transport)  # type: ignore[arg-type]
+        stream.output.append(b"A")
+        stream.flush()
+        run = asyncio.ensure_future(stream.run(send))
+        await asyncio.sleep(0)
+        stream.output.append(b"B")
+        stream.flush()  # held: a write waits
+        gate.set_exception(ValueError("a bug"))
+        completed = await asyncio.wait_for(run, 5)
+        stream.output.append(b"C")
+        stream.flush()
+    assert completed is False and transport.aborted and stream.closed
+    assert wire == [b"A"]  # nothing after, nothing out of order
+
+
+async def test_a_viewer_waiting_for_a_pull_does_not_hold_up_shutdown() -> None:
+    """Regression: Server.close() waited out PULL_WAIT (5 s) for an
+    HTTP-FLV viewer of a stream expected from a sibling or an origin."""
+    server = Server(port=0, http_port=0)
+    await server.start()
+    server.context.elsewhere = lambda key: True  # as a worker or an edge says
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.ensure_future(
+            http.get(f"http://127.0.0.1:{server.http_port}/live/later.flv"))
+        await wait_for(lambda: len(server.context.viewers) == 1)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.wait_for(server.close(), 15)
+        assert loop.time() - began < 2.0
+        response = await request
+        assert response.status == 503
+        response.release()

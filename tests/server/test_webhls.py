@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import socket
 import subprocess
@@ -381,3 +382,76 @@ async def test_server_close_is_bounded_with_viewers_that_do_not_read() -> None:
     (await waiting)[1].close()
     publisher.cancel()
     await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_on_play_is_asked_again_per_address_and_after_a_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a yes of on_play was remembered by query string alone
+    (another address was served without asking) and renewed by every
+    request (a revoked token played on as long as its player polled)."""
+    monkeypatch.setattr(webhls, "ALLOWED_SECONDS", 3.0)
+    banned = {"127.0.0.2"}
+    revoked: set[str] = set()
+    asked: list[str] = []
+
+    def on_play(request: Any) -> bool:
+        asked.append(request.peer.rpartition(":")[0])
+        return request.peer.rpartition(":")[0] not in banned and \
+            request.params.get("token") not in revoked
+
+    async with Server(port=0, http_port=0, on_play=on_play) as server, \
+            aiohttp.ClientSession() as first, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                local_addr=("127.0.0.2", 0))) as second:
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{server.port}/live/a", 400, keyint=25, interval=0.02))
+        await wait_for(lambda: (c := server.hub.get(("live", "a"))) is not None and c.live)
+        url = f"http://127.0.0.1:{server.http_port}/live/a.m3u8?token=t"
+        async with first.get(url) as response:
+            assert response.status == 200
+        async with second.get(url) as response:
+            assert response.status == 403  # same query, another address: asked, refused
+        async with second.get(f"http://127.0.0.1:{server.http_port}/live/a/0.0.m4s?token=t") \
+                as response:
+            assert response.status == 403
+        assert asked == ["127.0.0.1", "127.0.0.2", "127.0.0.2"]
+        revoked.add("t")
+        statuses = []
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 4.5
+        while loop.time() < until:  # a player that keeps polling
+            async with first.get(url) as response:
+                statuses.append(response.status)
+            await asyncio.sleep(0.1)
+        assert statuses[0] == 200 and statuses[-1] == 403  # asked again, and refused
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+
+
+async def test_requests_waiting_for_a_pulled_stream_share_its_packager() -> None:
+    """Regression: the first request to give up on a stream expected from
+    the origin dropped the packager a later request still waited on (which
+    then answered 404 though the stream had come)."""
+    async with Server(port=0) as origin, \
+            Server(port=0, http_port=0, pull=f"rtmp://127.0.0.1:{origin.port}/live") as edge, \
+            aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{edge.http_port}/live/late.m3u8"
+        first = asyncio.ensure_future(http.get(url))
+        await asyncio.sleep(2.5)
+        second = asyncio.ensure_future(http.get(url))
+        await asyncio.sleep(3.0)  # the first has given up
+        publisher = asyncio.create_task(publish_frames(
+            f"rtmp://127.0.0.1:{origin.port}/live/late", 200, keyint=25, interval=0.02))
+        answers = [await first, await second]
+        assert [a.status for a in answers] == [404, 200]
+        for answer in answers:
+            answer.release()
+        await publisher
+
+
+async def test_hls_durations_are_finite_and_bounded() -> None:
+    for bad in ({"segment_target": math.inf, "part_target": math.inf},
+                {"segment_target": math.nan}, {"segment_target": 600.0},
+                {"max_segment_duration": math.inf}):
+        with pytest.raises(ValueError, match="finite"):
+            HLSConfig(**bad)  # type: ignore[arg-type]
