@@ -109,39 +109,6 @@ async def test_ffmpeg_reads_http_flv_from_a_keyframe(reader: str, tmp_path: Path
     assert _decode_errors(ff9, out) == ""
 
 
-async def test_ffmpeg_reads_hevc_as_enhanced_http_flv(tmp_path: Path) -> None:
-    """FFmpeg 9 publishes HEVC over Enhanced RTMP; HTTP-FLV carries the same
-    Enhanced FLV tags, which FFmpeg 9 reads back as HEVC."""
-    ffmpeg = ffmpeg_exe()
-    async with Server(port=0, http_port=0) as server:
-        publisher = start([
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3",
-            "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=10:log-level=error",
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
-            f"rtmp://127.0.0.1:{server.port}/live/hevc"])
-        try:
-            await wait_for(lambda: (c := server.hub.get(("live", "hevc"))) is not None
-                           and c.live and c.gop_bytes > 0, timeout=20)
-            out = tmp_path / "got.flv"
-            viewer = _ffmpeg_reader(ffmpeg,
-                                    f"http://127.0.0.1:{server.http_port}/live/hevc.flv", out)
-            code, err = await asyncio.to_thread(stop, viewer, 30)
-        finally:
-            await asyncio.to_thread(stop, publisher, 30)
-    assert code == 0, err
-    probe = await asyncio.to_thread(
-        subprocess.run, [debian_tool("ffprobe"), "-v", "error", "-show_entries",
-                         "stream=codec_name", "-of", "csv=p=0", str(out)],
-        capture_output=True, text=True, timeout=30, check=True)
-    codecs = set(probe.stdout.split())
-    video = [t.frame() for t in _tags(out.read_bytes()) if t.is_video]
-    assert video and all(f.codec == "hevc" for f in video)
-    assert "aac" in codecs
-    assert _decode_errors(ffmpeg, out) == ""
-
-
 async def test_a_websocket_client_reads_websocket_flv() -> None:
     async with Server(port=0, http_port=0) as server:
         url = f"rtmp://127.0.0.1:{server.port}/live/ws"
@@ -336,21 +303,26 @@ async def test_an_edge_serves_http_flv_of_a_stream_it_pulls_on_demand() -> None:
         await wait_for(lambda: edge.relays is not None and not edge.relays.pullers)
 
 
-@pytest.mark.parametrize(("encoder", "codec"), [
-    (["-c:v", "libsvtav1", "-preset", "12", "-g", "10", "-svtav1-params", "lp=1"], "av1"),
-    (["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "10"], "vp9"),
+@pytest.mark.parametrize(("encoder", "codec", "audio"), [
+    (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=10:log-level=error",
+      "-c:a", "aac"], "hevc", "aac"),
+    (["-c:v", "libsvtav1", "-preset", "12", "-g", "10", "-svtav1-params", "lp=1",
+      "-c:a", "libopus", "-b:a", "48k"], "av1", "opus"),
+    (["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "10",
+      "-c:a", "libopus", "-b:a", "48k"], "vp9", "opus"),
 ])
-async def test_ffmpeg_reads_av1_vp9_and_opus_as_enhanced_http_flv(
-        tmp_path: Path, encoder: list[str], codec: str) -> None:
-    """FFmpeg 9 publishes AV1 or VP9 with Opus over Enhanced RTMP; HTTP-FLV
-    carries the same Enhanced FLV tags, which FFmpeg 9 reads back."""
+async def test_ffmpeg_reads_enhanced_http_flv(
+        tmp_path: Path, encoder: list[str], codec: str, audio: str) -> None:
+    """FFmpeg 9 publishes HEVC, AV1 or VP9 (with AAC or Opus) over Enhanced
+    RTMP; HTTP-FLV carries the same Enhanced FLV tags, which FFmpeg 9 reads
+    back and decodes."""
     ffmpeg = ffmpeg_exe()
     async with Server(port=0, http_port=0) as server:
         publisher = start([
             ffmpeg, "-hide_banner", "-loglevel", "error", "-re",
             "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3",
-            *encoder, "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "48k", "-f", "flv",
+            *encoder, "-pix_fmt", "yuv420p", "-f", "flv",
             f"rtmp://127.0.0.1:{server.port}/live/{codec}"])
         try:
             await wait_for(lambda: (c := server.hub.get(("live", codec))) is not None
@@ -364,7 +336,11 @@ async def test_ffmpeg_reads_av1_vp9_and_opus_as_enhanced_http_flv(
     assert code == 0, err
     tags = _tags(out.read_bytes())
     assert {t.frame().codec for t in tags if t.is_video} == {codec}
-    assert {t.frame().codec for t in tags if t.is_audio} == {"opus"}
+    assert {t.frame().codec for t in tags if t.is_audio} == {audio}
+    probe = await asyncio.to_thread(  # what FFmpeg 9 makes of the streams
+        subprocess.run, [ffmpeg, "-hide_banner", "-i", str(out)],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert f"Video: {codec}" in probe.stderr and f"Audio: {audio}" in probe.stderr, probe.stderr
     assert _decode_errors(ffmpeg, out) == ""
 
 
