@@ -21,7 +21,12 @@ that the first segment starts at once); one without requests for
 :data:`IDLE_SECONDS` is stopped.  Packagers are bounded by
 :class:`~rtmpx.hls.HLSConfig` (their bytes count in the server's memory
 budget); requests that wait, and fMP4 streams, count against the
-connection limits while they last.  An unknown stream is a 404 at once.
+connection limits while they last.  An unknown stream is a 404 at once
+(one expected from a sibling worker or an edge's origin: after
+:data:`~rtmpx.server.webflv.PULL_WAIT`).  ``on_play`` decides on the
+playlist and media requests alike (the playlist's URIs carry its query
+string); its yes is remembered per address and query string for
+:data:`ALLOWED_SECONDS`.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from .limits import limit_hit
 from .webbase import CORS, admit, allowed, findable, peer_of, refuse, stream_key
 from .webflv import FINISH_TIMEOUT, PULL_WAIT
 
-__all__ = ["IDLE_SECONDS", "MAX_PARTS_BEHIND", "REPUBLISH_GRACE", "HlsOutput", "HlsOutputs"]
+__all__ = ["ALLOWED_SECONDS", "IDLE_SECONDS", "MAX_OUTPUTS", "MAX_PARTS_BEHIND",
+           "REPUBLISH_GRACE", "HlsOutput", "HlsOutputs"]
 
 log = logging.getLogger("rtmpx.http")
 
