@@ -110,11 +110,6 @@ class HttpServer:
                  "dashboard /, web players /APP/STREAM.flv .m3u8 .mp4, "
                  if self.context is not None else "")
 
-    def queued_bytes(self) -> int:
-        """Bytes held for viewers outside their connections (the LL-HLS
-        packagers)."""
-        return self.hls.queued_bytes() if self.hls is not None else 0
-
     async def close(self) -> None:
         """Stop listening and close every HTTP connection."""
         runner, self._runner = self._runner, None

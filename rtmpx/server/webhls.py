@@ -202,10 +202,6 @@ class HlsOutputs:
         self.closed = False
         self._reaper: asyncio.Task[None] | None = None
 
-    def queued_bytes(self) -> int:
-        """Bytes every packager holds."""
-        return sum(output.queued_bytes for output, _ in self.outputs.values())
-
     def close(self) -> None:
         """Stop every packager (and start no more)."""
         self.closed = True
